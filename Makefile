@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN := tools/loopback_only.sh
+DEMO_DIR ?= out/demo
+
+.PHONY: install test demo lint cuda-check bench clean
+
+$(STAMP): requirements.txt setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/ruff check .
+	$(RUN) $(BIN)/python -m pytest -q test
+
+demo: install
+	$(RUN) $(BIN)/casmtr-vo demo --out $(DEMO_DIR)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(RUN) $(BIN)/casmtr-vo bench
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,1 @@
+"""Subcommands of ``casmtr-vo``: one module each, exposing ``register(subparsers)``."""
