@@ -1,0 +1,91 @@
+"""1/8 dual-softmax matching (spec §5): row/column arg-max and confidences for the cascade, plus LoFTR matches."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INF = 1e9
+
+
+def _border_mask(mask: torch.Tensor, b: int) -> None:
+    """Zero the ``b``-wide border of a ``[B, h0, w0, h1, w1]`` bool mask in place."""
+    if b <= 0:
+        return
+    mask[:, :b] = False
+    mask[:, -b:] = False
+    mask[:, :, :b] = False
+    mask[:, :, -b:] = False
+    mask[:, :, :, :b] = False
+    mask[:, :, :, -b:] = False
+    mask[:, :, :, :, :b] = False
+    mask[:, :, :, :, -b:] = False
+
+
+class CoarseMatching(nn.Module):
+    """Dual-softmax over ``<f0, f1> / (C * temperature)``; runs in fp32 with autocast disabled."""
+
+    def __init__(self, temperature: float = 0.1, thr: float = 0.2, border_rm: int = 0) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.thr = thr
+        self.border_rm = border_rm
+
+    def forward(
+        self,
+        feat0: torch.Tensor,
+        feat1: torch.Tensor,
+        hw0: tuple[int, int],
+        hw1: tuple[int, int],
+        mask0: torch.Tensor | None = None,
+        mask1: torch.Tensor | None = None,
+        scale: float = 8.0,
+        scale0: torch.Tensor | None = None,
+        scale1: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``feat0 [B, L0, C]``, ``feat1 [B, L1, C]``, masks ``[B, L]`` bool (True = valid).
+
+        Returns ``next_idx_c01/next_conf_c01 [B, L0]`` (row-softmax arg-max/max), ``next_idx_c10/next_conf_c10
+        [B, L1]``, ``conf_matrix [B, L0, L1]`` and the mutual-NN matches ``b_ids, i_ids, j_ids, mconf,
+        mkpts0_c, mkpts1_c`` (pixels, ``(x, y)``).
+        """
+        with torch.autocast(feat0.device.type, enabled=False):
+            C = feat0.shape[-1]
+            f0 = feat0.float() / C**0.5
+            f1 = feat1.float() / C**0.5
+            sim = torch.einsum("nlc,nsc->nls", f0, f1) / self.temperature
+            if mask0 is not None and mask1 is not None:
+                sim = sim.masked_fill(~(mask0[:, :, None] & mask1[:, None, :]), -INF)
+            p01 = torch.softmax(sim, 2)
+            p10 = torch.softmax(sim, 1)
+            conf = p01 * p10
+            next_conf_c01, next_idx_c01 = p01.max(dim=2)
+            next_conf_c10, next_idx_c10 = p10.max(dim=1)
+            out = {
+                "conf_matrix": conf,
+                "next_idx_c01": next_idx_c01,
+                "next_conf_c01": next_conf_c01,
+                "next_idx_c10": next_idx_c10,
+                "next_conf_c10": next_conf_c10,
+            }
+            out.update(self._matches(conf, hw0, hw1, mask0, mask1, scale, scale0, scale1))
+        return out
+
+    def _matches(self, conf, hw0, hw1, mask0, mask1, scale, scale0, scale1) -> dict[str, torch.Tensor]:
+        B = conf.shape[0]
+        mask = conf > self.thr
+        if self.border_rm > 0:
+            m5 = mask.view(B, hw0[0], hw0[1], hw1[0], hw1[1])
+            _border_mask(m5, self.border_rm)
+        mask = mask & (conf == conf.max(dim=2, keepdim=True).values) & (conf == conf.max(dim=1, keepdim=True).values)
+        mask_v, all_j = mask.max(dim=2)
+        b_ids, i_ids = torch.where(mask_v)
+        j_ids = all_j[b_ids, i_ids]
+        mconf = conf[b_ids, i_ids, j_ids]
+        mk0 = torch.stack([i_ids % hw0[1], torch.div(i_ids, hw0[1], rounding_mode="floor")], 1).float() * scale
+        mk1 = torch.stack([j_ids % hw1[1], torch.div(j_ids, hw1[1], rounding_mode="floor")], 1).float() * scale
+        if scale0 is not None:
+            mk0 = mk0 * scale0[b_ids]
+        if scale1 is not None:
+            mk1 = mk1 * scale1[b_ids]
+        return {"b_ids": b_ids, "i_ids": i_ids, "j_ids": j_ids, "mconf": mconf, "mkpts0_c": mk0, "mkpts1_c": mk1}

@@ -1,0 +1,17 @@
+"""Named model configurations. A plain dict: other variants add entries (``VARIANTS["name"] = {...}``).
+
+Each entry is a config override merged onto ``casmtr.OUTDOOR_4C`` by :func:`casmtr_ros.model.build_model`;
+``model`` selects the class in ``casmtr.MODELS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    # The official outdoor-4c (configs/model_configs/outdoor/loftr_ds_quadtree_cas_twins_large_stage3.py).
+    "casmtr-4c-outdoor": {"model": "casmtr"},
+}
+
+# Variants whose weights must come from a checkpoint (random init only on explicit request).
+REQUIRES_WEIGHTS: set[str] = {"casmtr-4c-outdoor"}
