@@ -1,0 +1,1 @@
+"""Camera models and undistortion, relative pose (essential, PnP, rotation-only), covariances, SE(3) helpers."""
