@@ -1,0 +1,87 @@
+"""Build a matcher from the node's ``matcher.*`` parameters.
+
+Each node parameter maps onto the matcher option of the same meaning when the matcher declares it (its
+``default_conf``); options a matcher does not have are reported as not applicable rather than refused, so one
+parameter file serves every variant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from casmtr_ros.matching.base import Matcher, available_matchers, build_matcher
+
+# node parameter -> candidate option names in a matcher's default_conf (first one declared wins)
+OPTION_NAMES: dict[str, tuple[str, ...]] = {
+    "matcher.weights": ("weights", "weights_path", "checkpoint"),
+    "matcher.device": ("device",),
+    "matcher.resize_max_side": ("resize_max_side", "max_side", "resize"),
+    "matcher.nms_kernel": ("nms_kernel", "nms"),
+    "matcher.confidence_threshold": ("confidence_threshold", "thr", "match_threshold"),
+    "matcher.max_keypoints": ("max_keypoints",),
+}
+
+
+def _default_conf(name: str) -> dict[str, Any]:
+    from casmtr_ros.matching import base
+
+    base._load_builtin_matchers()
+    factory = base._REGISTRY[name]
+    return dict(getattr(factory, "default_conf", {}) or {})
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def check_matcher_params(values: dict[str, Any]) -> str | None:
+    """Why the ``matcher.*`` values cannot build a matcher (quick checks, no model load), or None."""
+    name = values["matcher.name"]
+    if name not in available_matchers():
+        return f"unknown matcher {name!r}; available: {available_matchers()}"
+    weights = values["matcher.weights"]
+    if weights and not Path(weights).expanduser().is_file():
+        return f"matcher.weights: file not found: {weights}"
+    device = values["matcher.device"]
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        return f"matcher.device must be auto, cpu, cuda or cuda:N, got {device!r}"
+    return None
+
+
+def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The conf dict for the selected matcher and the node parameters that do not apply to it."""
+    declared = _default_conf(values["matcher.name"])
+    conf: dict[str, Any] = {}
+    not_applicable = []
+    for param, candidates in OPTION_NAMES.items():
+        key = next((c for c in candidates if c in declared), None)
+        value = values[param]
+        if key is None:
+            not_applicable.append(param)
+            continue
+        if param == "matcher.weights" and not value:
+            continue  # keep the variant's shipped weights
+        if param == "matcher.device":
+            value = resolve_device(value)
+        if isinstance(declared[key], float) and isinstance(value, int):
+            value = float(value)
+        conf[key] = value
+    return conf, not_applicable
+
+
+def make_matcher(values: dict[str, Any]) -> tuple[Matcher, list[str]]:
+    """Build the matcher the parameters select; raises ValueError (or the matcher's error) when it cannot."""
+    reason = check_matcher_params(values)
+    if reason:
+        raise ValueError(reason)
+    conf, not_applicable = matcher_conf(values)
+    return build_matcher(values["matcher.name"], conf=conf), not_applicable
