@@ -78,9 +78,20 @@ class _OpenCVMatcher(Matcher):
         i0 = np.flatnonzero(keep)
         i1 = fwd[i0]
         conf = np.clip(1.0 - ratio[i0], 0.0, 1.0)
-        out = Matches(p0[i0], p1[i1], conf)
+        keep = _unique_positions(p0[i0], p1[i1], conf)
+        out = Matches(p0[i0][keep], p1[i1][keep], conf[keep])
         out.timings = {"detect": t1 - t0, "match": time.perf_counter() - t1}
         return out
+
+
+def _unique_positions(k0: np.ndarray, k1: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Indices keeping one match (the most confident) per keypoint position on each side: detectors report
+    several orientations or octaves at one location."""
+    order = np.argsort(-conf, kind="stable")
+    _, first0 = np.unique(k0[order], axis=0, return_index=True)
+    sel = order[np.sort(first0)]
+    _, first1 = np.unique(k1[sel], axis=0, return_index=True)
+    return np.sort(sel[first1])
 
 
 @register_matcher("sift")
