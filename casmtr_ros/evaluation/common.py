@@ -1,0 +1,102 @@
+"""Helpers shared by the pair and homography evaluations: AUC of an error curve, image loading, resized matching,
+and a plain-text side-by-side table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from casmtr_ros.matching.base import Matcher
+from casmtr_ros.types import Matches
+
+
+def error_auc(errors: Sequence[float], thresholds: Sequence[float]) -> dict[str, float]:
+    """Area under the cumulative error curve up to each threshold, normalised to [0, 1] (LoFTR/SuperGlue
+    convention; failures count as infinite error). Keys are ``"auc@<threshold>"``."""
+    errs = np.sort(np.asarray(errors, np.float64))
+    n = len(errs)
+    out = {}
+    for thr in thresholds:
+        if n == 0:
+            out[f"auc@{thr:g}"] = 0.0
+            continue
+        recall = np.arange(1, n + 1) / n
+        x = np.r_[0.0, errs]
+        y = np.r_[0.0, recall]
+        last = int(np.searchsorted(x, thr))
+        xs = np.r_[x[:last], thr]
+        ys = np.r_[y[:last], y[last - 1]]
+        out[f"auc@{thr:g}"] = float(np.trapezoid(ys, xs) / thr)
+    return out
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as grey ``HxW`` or ``HxWx3`` RGB uint8; clear error when unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
+
+
+def resize_scale(shape: tuple[int, ...], resize: Sequence[int] | None, short_side: int | None = None
+                 ) -> tuple[float, float]:
+    """``(sx, sy)`` factors for ``resize`` = ``[longest side]`` or ``[width, height]``, or ``short_side``."""
+    h, w = shape[:2]
+    if short_side:
+        s = short_side / min(h, w)
+        return s, s
+    if not resize:
+        return 1.0, 1.0
+    if len(resize) == 1:
+        s = resize[0] / max(h, w)
+        return s, s
+    return resize[0] / w, resize[1] / h
+
+
+def apply_scale(image: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    if sx == 1.0 and sy == 1.0:
+        return image
+    size = (max(8, round(image.shape[1] * sx)), max(8, round(image.shape[0] * sy)))
+    interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp)
+
+
+def timed_match(matcher: Matcher, image0: np.ndarray, image1: np.ndarray) -> tuple[Matches, float]:
+    """Matches and the wall time of ``matcher.match`` in seconds (synchronising CUDA when torch uses it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    sync = torch is not None and torch.cuda.is_available()
+    if sync:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    matches = matcher.match(image0, image1)
+    if sync:
+        torch.cuda.synchronize()
+    return matches, time.perf_counter() - t0
+
+
+def format_table(rows: list[dict[str, object]], columns: list[tuple[str, str, str]]) -> str:
+    """A text table; ``columns`` are ``(key, header, format)`` such as ``("auc@5", "AUC@5", "{:.1%}")``."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        line = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            line.append("-" if v is None else fmt.format(v))
+        cells.append(line)
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
