@@ -10,9 +10,27 @@ from casmtr_ros.model.casmtr import BACKBONES, MODELS, OUTDOOR_4C, CasMTR, merge
 from casmtr_ros.model.variants import VARIANTS
 
 
+def available_variants() -> list[str]:
+    """Names accepted by :func:`build_model` (modules of ``casmtr_ros.model`` may add variants on import)."""
+    _discover_variants()
+    return sorted(VARIANTS)
+
+
+def _discover_variants() -> None:
+    import importlib
+    import pkgutil
+
+    import casmtr_ros.model as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"casmtr_ros.model.{info.name}")
+
+
 def variant_config(variant: str | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Full config of a named variant (or of a config dict) with ``overrides`` merged in."""
     if isinstance(variant, str):
+        if variant not in VARIANTS:
+            _discover_variants()
         if variant not in VARIANTS:
             raise ValueError(f"unknown CasMTR variant {variant!r}; known: {sorted(VARIANTS)}")
         variant = VARIANTS[variant]
@@ -36,4 +54,14 @@ def load_weights(model: nn.Module, source: Any, variant: str | None = None) -> n
     return load_checkpoint(model, source, variant=variant)
 
 
-__all__ = ["BACKBONES", "MODELS", "OUTDOOR_4C", "VARIANTS", "CasMTR", "build_model", "load_weights", "variant_config"]
+__all__ = [
+    "BACKBONES",
+    "MODELS",
+    "OUTDOOR_4C",
+    "VARIANTS",
+    "CasMTR",
+    "available_variants",
+    "build_model",
+    "load_weights",
+    "variant_config",
+]

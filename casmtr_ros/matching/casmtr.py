@@ -1,0 +1,205 @@
+"""CasMTR matchers: every entry of ``casmtr_ros.model.VARIANTS`` registered under its name.
+
+``CasMTRMatcher.match(image0, image1)`` takes numpy or torch images (``HxW`` grey, ``HxWx3`` RGB, or torch
+``3xHxW``; uint8, or float in [0, 1]; any size) and returns :class:`~casmtr_ros.types.Matches` in each image's
+original pixel coordinates, with per-stage timings (seconds) in ``Matches.timings``.
+
+Resize policy: each image is resized (bilinear) so that its longer side is ``resize`` (``None`` keeps the size),
+then each side is rounded to a multiple of 32 (the aspect ratio changes by at most half a 32-pixel step; x and
+y are mapped back with their own scale). When the two network sizes differ, both are zero-padded bottom/right
+to a common size and padding masks are passed to the model.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from casmtr_ros.matching.base import Matcher, check_image, register_matcher
+from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
+from casmtr_ros.types import InputError, Matches
+
+MIN_SIDE = 64  # the 1/8 map needs >= 5 cells per side for the 5x5 candidate windows
+
+
+def _to_numpy_image(image: Any, what: str) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 3 and t.shape[0] in (1, 3) and t.shape[-1] not in (1, 3):
+            t = t.permute(1, 2, 0)
+        image = t.numpy()
+    image = check_image(image, what)
+    if image.dtype != np.uint8:
+        if image.size and (image.min() < 0.0 or image.max() > 1.0):
+            raise InputError(f"{what}: float images must be in [0, 1], got [{image.min():.3g}, {image.max():.3g}]")
+        image = image.astype(np.float32)
+    return image
+
+
+def network_size(h: int, w: int, resize: int | None, multiple: int = 32) -> tuple[int, int]:
+    """``(h, w)`` of the network input for an ``h x w`` image under the resize policy."""
+    s = 1.0 if resize is None else resize / max(h, w)
+    hn = max(MIN_SIDE, round(h * s / multiple) * multiple)
+    wn = max(MIN_SIDE, round(w * s / multiple) * multiple)
+    return hn, wn
+
+
+def prepare(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a checked image to ``size (h, w)`` and return ``[3, h, w]`` float32 RGB in [0, 1]."""
+    img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    if img.shape[:2] != size:
+        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+class CasMTRMatcher(Matcher):
+    """CasMTR-4c matcher (any registered variant). Options (``default_conf``):
+
+    - ``variant``: a name in ``casmtr_ros.model.VARIANTS``;
+    - ``weights``: checkpoint path or shipped weight name; ``None`` uses the variant's ``default_weights``, and
+      without those it is an error unless ``random_init`` is True (random weights: tests only);
+    - ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto';
+    - ``resize``: longer side of the network input (``None`` = original size); sides rounded to multiples of 32;
+    - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
+      variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
+    - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
+    - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
+      (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
+      centre of the matched fine pixel);
+    - ``return_confidence_map``: also return the dense 1/4 confidence map of image 0 (network grid, valid part).
+    """
+
+    name = "casmtr"
+    default_conf: ClassVar[dict[str, Any]] = {
+        "variant": "casmtr-4c-outdoor",
+        "weights": None,
+        "random_init": False,
+        "device": "auto",
+        "resize": 640,
+        "nms_kernel": None,
+        "test_thr": None,
+        "pre_thr": None,
+        "coarse_thr": None,
+        "match_thr": 0.0,
+        "mixed_precision": None,
+        "quirks": None,
+        "return_confidence_map": False,
+    }
+
+    def __init__(self, conf: dict[str, Any] | None = None) -> None:
+        super().__init__(conf)
+        c = self.conf
+        self.name = c["variant"]
+        if c["mixed_precision"] not in (None, "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be None, 'fp16' or 'bf16', got {c['mixed_precision']!r}")
+        if c["resize"] is not None and int(c["resize"]) < MIN_SIDE:
+            raise ValueError(f"resize must be >= {MIN_SIDE} or None, got {c['resize']}")
+        self.device = self._device(c["device"])
+        overrides: dict[str, Any] = {"match_cascade": {}, "match_coarse": {}}
+        for key, section, field in (
+            ("nms_kernel", "match_cascade", "nms_kernel"),
+            ("test_thr", "match_cascade", "test_thr"),
+            ("pre_thr", "match_cascade", "pre_thr"),
+            ("coarse_thr", "match_coarse", "thr"),
+        ):
+            if c[key] is not None:
+                overrides[section][field] = c[key]
+        if c["quirks"] is not None:
+            overrides["quirks"] = c["quirks"]
+        cfg = variant_config(c["variant"], overrides)
+        self.quirks = cfg["quirks"]
+        self.model = build_model(cfg)
+        weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
+        if weights is not None:
+            load_weights(self.model, weights, variant=c["variant"])
+        elif not c["random_init"]:
+            raise ValueError(
+                f"{c['variant']}: no weights given. Pass weights=<path to pl_checkpoint.ckpt or a state dict, or a "
+                "shipped weight name>; random weights only with random_init=True."
+            )
+        self.model.to(self.device).eval()
+
+    @staticmethod
+    def _device(name: str) -> torch.device:
+        if name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        return dev
+
+    @property
+    def compute_path(self) -> str:
+        from casmtr_ros import ops
+
+        backend = getattr(ops, "backend_name", None)
+        return f"{self.device.type}/{backend() if callable(backend) else 'torch'}"
+
+    def _autocast(self) -> Any:
+        mp = self.conf["mixed_precision"]
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=mp is not None)
+
+    @torch.inference_mode()
+    def match(self, image0: Any, image1: Any) -> Matches:
+        t0 = time.perf_counter()
+        im0 = _to_numpy_image(image0, "image0")
+        im1 = _to_numpy_image(image1, "image1")
+        sizes = [im.shape[:2] for im in (im0, im1)]
+        net = [network_size(h, w, self.conf["resize"]) for h, w in sizes]
+        Hc, Wc = max(n[0] for n in net), max(n[1] for n in net)
+        batch = torch.zeros(2, 3, Hc, Wc)
+        masks = torch.zeros(2, Hc, Wc, dtype=torch.bool)
+        for k, (im, (hn, wn)) in enumerate(zip((im0, im1), net, strict=True)):
+            batch[k, :, :hn, :wn] = torch.from_numpy(prepare(im, (hn, wn)))
+            masks[k, :hn, :wn] = True
+        batch = batch.to(self.device)
+        data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:]}
+        if net[0] != net[1] or net[0] != (Hc, Wc):
+            data["mask0"], data["mask1"] = masks[:1].to(self.device), masks[1:].to(self.device)
+        t_pre = time.perf_counter() - t0
+        with self._autocast():
+            out = self.model(data)
+        t1 = time.perf_counter()
+        k0 = out["mkpts0_f"].float().cpu().numpy()
+        k1 = out["mkpts1_f"].float().cpu().numpy()
+        conf = out["mconf"].float().cpu().numpy()
+        keep = conf > self.conf["match_thr"]
+        k0, k1, conf = k0[keep], k1[keep], conf[keep]
+        k0 = self._to_original(k0, net[0], sizes[0])
+        k1 = self._to_original(k1, net[1], sizes[1])
+        cmap = None
+        if self.conf["return_confidence_map"]:
+            h4, w4 = out["hw0_4c"]
+            full = out["stage_4c"]["next_conf_c01"][0].float().reshape(h4, w4).cpu().numpy()
+            cmap = np.ascontiguousarray(full[: net[0][0] // 4, : net[0][1] // 4])
+        timings = {"preprocess": t_pre, **out["timings"], "postprocess": time.perf_counter() - t1}
+        return Matches(k0, k1, conf, cmap, timings)
+
+    def _to_original(self, pts: np.ndarray, net_hw: tuple[int, int], orig_hw: tuple[int, int]) -> np.ndarray:
+        sx = orig_hw[1] / net_hw[1]
+        sy = orig_hw[0] / net_hw[0]
+        s = np.array([sx, sy], dtype=np.float32)
+        if self.quirks == "official":
+            return pts * s  # the official convention: mkpts * scale
+        return (pts + 1.0) * s - 0.5  # centre of the matched 1/2 pixel, pixel centres at integers
+
+
+def _factory(variant: str) -> Any:
+    def make(conf: dict[str, Any] | None = None, **kwargs: Any) -> CasMTRMatcher:
+        return CasMTRMatcher({**(conf or {}), **kwargs, "variant": variant})
+
+    make.__doc__ = f"Build the {variant!r} CasMTR matcher."
+    return make
+
+
+for _variant in available_variants():
+    register_matcher(_variant)(_factory(_variant))
