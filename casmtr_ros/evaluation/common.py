@@ -100,3 +100,44 @@ def format_table(rows: list[dict[str, object]], columns: list[tuple[str, str, st
              for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+DEFAULT_MATCHER = "casmtr-4c-lite"
+FALLBACK_MATCHER = "sift"
+
+
+def parse_options(items: Sequence[str] | None) -> dict[str, object]:
+    """``["key=value", ...]`` to a dict, values parsed as YAML scalars (``640`` -> int, ``null`` -> None)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def make_matcher(name: str | None, weights: str | None = None, options: dict[str, object] | None = None
+                 ) -> tuple[Matcher, str]:
+    """Build a matcher by name; ``None`` = :data:`DEFAULT_MATCHER` when its shipped weights load, else SIFT.
+
+    Returns the matcher and a note (empty unless the default fell back). ``weights`` and ``options`` go into the
+    matcher's configuration (a matcher without a ``weights`` option refuses it with a clear error).
+    """
+    from casmtr_ros.matching import available_matchers, build_matcher
+
+    conf = dict(options or {})
+    if weights is not None:
+        conf["weights"] = weights
+    if name is not None:
+        return build_matcher(name, conf=conf), ""
+    if DEFAULT_MATCHER in available_matchers():
+        try:
+            return build_matcher(DEFAULT_MATCHER, conf=conf), ""
+        except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+            note = f"note: {DEFAULT_MATCHER} unavailable ({str(exc).splitlines()[0]}); using {FALLBACK_MATCHER}"
+    else:
+        note = f"note: {DEFAULT_MATCHER} is not registered in this installation; using {FALLBACK_MATCHER}"
+    return build_matcher(FALLBACK_MATCHER), note

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from casmtr_ros.evaluation.trajectory import Trajectory, TrajectoryMetrics
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +40,7 @@ def plot_trajectory(path: str | Path, est: Trajectory, evaluation: TrajectoryMet
         ax.plot(aligned[:, a], aligned[:, b], "-", color="tab:red", lw=1.5,
                 label=f"estimate ({evaluation.summary['alignment']} aligned)")
         ate = evaluation.summary["ate_m"]["rmse"]
-        ax.set_title(f"ATE RMSE {ate:.3f} m over {evaluation.summary['gt_path_length_m']:.1f} m")
+        ax.set_title(f"ATE RMSE {ate * 1000:.1f} mm over {evaluation.summary['gt_path_length_m']:.1f} m")
     else:
         pos = est.positions
         a, b = _plane_axes(pos)

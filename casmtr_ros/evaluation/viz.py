@@ -27,7 +27,7 @@ def confidence_colors(confidence: np.ndarray) -> np.ndarray:
 
 
 def draw_matches(image0: np.ndarray, image1: np.ndarray, matches: Matches, inliers: np.ndarray | None = None,
-                 max_matches: int = 400, title: str | None = None) -> np.ndarray:
+                 max_matches: int = 200, title: str | None = None) -> np.ndarray:
     """Draw ``matches`` between ``image0`` (left) and ``image1`` (right); returns a BGR uint8 canvas.
 
     Lines are coloured by confidence; with ``inliers`` given, outliers are drawn thin and grey. At most
