@@ -4,7 +4,7 @@ Registries (other variants add entries):
 - ``BACKBONES``: name -> factory ``(cfg: dict) -> nn.Module`` whose forward maps ``[B, 3, H, W]`` RGB in [0, 1] to
   ``(feat_8c [B, C8, H/8, W/8], feat_4c [B, C4, H/4, W/4], feat_f [B, Cf, H/2, W/2])``.
 - ``MODELS``: name -> ``nn.Module`` class taking the config dict (``CasMTR`` here; a variant may subclass it and
-  override :meth:`CasMTR.extract_features` or :meth:`CasMTR.build_cascade`).
+  override :meth:`CasMTR.extract_features`, :meth:`CasMTR.side_features` or :meth:`CasMTR.build_cascade`).
 
 Top-level module names come from the config (``names``) so the state dict reproduces the official keys.
 """
@@ -156,6 +156,13 @@ class CasMTR(nn.Module):
         """``[2B, 3, H, W]`` -> 1/8, 1/4, 1/2 maps (override for backbones needing more than one module)."""
         return self.part("backbone")(images)
 
+    def side_features(
+        self, images: torch.Tensor, f4: torch.Tensor, ff: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hook run after the (possibly frozen) backbone with gradients enabled: may replace the 1/4 and 1/2 maps
+        (the indoor PMT ladder does). Identity here."""
+        return f4, ff
+
     def forward(self, data: dict[str, Any]) -> dict[str, Any]:
         img0, img1 = data["image0"], data["image1"]
         if img0.shape != img1.shape:
@@ -173,8 +180,10 @@ class CasMTR(nn.Module):
         out: dict[str, Any] = {"bs": B, "hw0_i": (H, W), "hw1_i": (H, W)}
 
         frozen = self.config["coarse"].get("frozen", False)
+        images = torch.cat([img0, img1], 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            f8, f4, ff = self.extract_features(torch.cat([img0, img1], 0))
+            f8, f4, ff = self.extract_features(images)
+        f4, ff = self.side_features(images, f4, ff)
         h8, w8 = f8.shape[2:]
         h4, w4 = f4.shape[2:]
         out.update(hw0_8c=(h8, w8), hw1_8c=(h8, w8), hw0_4c=(h4, w4), hw1_4c=(h4, w4), hw0_f=tuple(ff.shape[2:]))

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from casmtr_ros.model.cascade_attention import SELF_BLOCKS
+
 # Windows per attention chunk: bounds the score tensor to ~chunk * heads * ws^2 * 9 ws^2 floats.
 _WINDOW_CHUNK = 256
 
@@ -122,3 +124,15 @@ class POLATransBlock(nn.Module):
         y = self.attn(y)[:, :H, :W].reshape(B, L, C)
         x = x + y
         return x + self.mlp(self.norm2(x))
+
+
+def pola_self_block(d_model: int, nhead: int, attn_window: int = 7, mask_mode: str = "official") -> POLATransBlock:
+    """Factory for the cascade transformer's ``SELF_BLOCKS`` registry (self type ``'POLA'``).
+
+    POLA zero-pads and never masks (§12.2) in the official code, so ``mask_mode`` has nothing to change here.
+    """
+    del mask_mode
+    return POLATransBlock(d_model, nhead, attn_window)
+
+
+SELF_BLOCKS.setdefault("POLA", pola_self_block)
