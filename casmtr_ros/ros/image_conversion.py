@@ -19,7 +19,12 @@ from casmtr_ros.types import CameraModel, InputError
 
 
 class ImageConversionError(InputError):
-    """An image or camera_info message that cannot be converted."""
+    """An image or camera_info message that cannot be converted; ``reason`` names the problem in one word
+    (``encoding``, ``zero_size``, ``step``, ``truncated``, ``decode``, ``channels``, ``camera_info``)."""
+
+    def __init__(self, message: str, reason: str = "image") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Encoding(NamedTuple):
@@ -65,23 +70,24 @@ def image_msg_to_array(msg: Any) -> np.ndarray:
     """
     encoding = str(msg.encoding)
     if encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}")
+        raise ImageConversionError(f"unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}",
+                                   "encoding")
     layout = ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
-        raise ImageConversionError(f"image has zero size ({width}x{height}, encoding {encoding})")
+        raise ImageConversionError(f"image has zero size ({width}x{height}, encoding {encoding})", "zero_size")
     dtype = np.dtype(layout.dtype).newbyteorder(">" if msg.is_bigendian else "<")
     row_bytes = width * layout.channels * dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
             f"image step {step} is smaller than one row ({width} px x {layout.channels} ch x {dtype.itemsize} B"
-            f" = {row_bytes} B) for encoding {encoding}"
+            f" = {row_bytes} B) for encoding {encoding}", "step"
         )
     buf = _buffer(msg.data)
     if buf.size < step * (height - 1) + row_bytes:
         raise ImageConversionError(
             f"image data truncated: {buf.size} B for {width}x{height} {encoding} with step {step}"
-            f" (needs {step * height} B)"
+            f" (needs {step * height} B)", "truncated"
         )
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1), writeable=False)
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, layout.channels)
@@ -97,7 +103,8 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
     layout = ENCODINGS.get(str(msg.encoding))
     if layout is not None and layout.kind == "depth":
         raise ImageConversionError(
-            f"encoding {msg.encoding!r} is a depth encoding; the image topic needs mono8/mono16/bgr8/rgb8/bgra8/rgba8"
+            f"encoding {msg.encoding!r} is a depth encoding; the image topic needs mono8/mono16/bgr8/rgb8/bgra8/rgba8",
+            "encoding",
         )
     return _to_rgb(image_msg_to_array(msg), layout.kind if layout else "grey")
 
@@ -121,7 +128,8 @@ def depth_msg_to_metres(msg: Any) -> np.ndarray:
     """
     encoding = str(msg.encoding)
     if encoding not in DEPTH_ENCODINGS:
-        raise ImageConversionError(f"unsupported depth encoding {encoding!r}; supported: {list(DEPTH_ENCODINGS)}")
+        raise ImageConversionError(f"unsupported depth encoding {encoding!r}; supported: {list(DEPTH_ENCODINGS)}",
+                                   "encoding")
     raw = image_msg_to_array(msg)
     depth = raw.astype(np.float32) * np.float32(0.001) if raw.dtype == np.uint16 else raw.astype(np.float32)
     depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
@@ -132,18 +140,19 @@ def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ... via ``cv2.imdecode``) to grey or RGB uint8."""
     fmt = str(getattr(msg, "format", "")).lower()
     if "compresseddepth" in fmt:
-        raise ImageConversionError(f"compressedDepth images are not supported on the image topic (format {fmt!r})")
+        raise ImageConversionError(f"compressedDepth images are not supported on the image topic (format {fmt!r})",
+                                   "encoding")
     buf = _buffer(msg.data)
     if buf.size == 0:
-        raise ImageConversionError("compressed image has no data")
+        raise ImageConversionError("compressed image has no data", "zero_size")
     decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
-        raise ImageConversionError(f"compressed image could not be decoded (format {fmt!r}, {buf.size} B)")
+        raise ImageConversionError(f"compressed image could not be decoded (format {fmt!r}, {buf.size} B)", "decode")
     if decoded.ndim == 2:
         return _to_rgb(decoded, "grey")
     kind = {3: "bgr", 4: "bgra"}.get(decoded.shape[2])
     if kind is None:
-        raise ImageConversionError(f"compressed image decoded to an unsupported shape {decoded.shape}")
+        raise ImageConversionError(f"compressed image decoded to an unsupported shape {decoded.shape}", "decode")
     return _to_rgb(decoded, kind)
 
 
@@ -155,13 +164,13 @@ def array_to_image_fields(image: np.ndarray, encoding: str, pad_bytes: int = 0, 
     pass a BGR array for ``bgr8``.
     """
     if encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported image encoding {encoding!r}")
+        raise ImageConversionError(f"unsupported image encoding {encoding!r}", "encoding")
     layout = ENCODINGS[encoding]
     pixels = np.asarray(image)
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if channels != layout.channels:
-        raise ImageConversionError(f"{encoding} needs {layout.channels} channel(s), array has {channels}")
+        raise ImageConversionError(f"{encoding} needs {layout.channels} channel(s), array has {channels}", "channels")
     dtype = np.dtype(layout.dtype).newbyteorder(">" if bigendian else "<")
     rows = np.ascontiguousarray(pixels.astype(dtype)).reshape(height, -1).view(np.uint8)
     if pad_bytes:
@@ -189,7 +198,7 @@ def _field(msg: Any, *names: str) -> Any:
     for name in names:
         if hasattr(msg, name):
             return getattr(msg, name)
-    raise ImageConversionError(f"camera_info message has no field {names[0]!r}")
+    raise ImageConversionError(f"camera_info message has no field {names[0]!r}", "camera_info")
 
 
 def camera_info_to_model(msg: Any) -> CameraModel:
@@ -200,7 +209,7 @@ def camera_info_to_model(msg: Any) -> CameraModel:
     """
     K = np.asarray(_field(msg, "k", "K"), dtype=np.float64).reshape(-1)
     if K.size != 9:
-        raise ImageConversionError(f"camera_info K must have 9 values, got {K.size}")
+        raise ImageConversionError(f"camera_info K must have 9 values, got {K.size}", "camera_info")
     K = K.reshape(3, 3).copy()
     D = np.asarray(_field(msg, "d", "D"), dtype=np.float64).reshape(-1)
     width, height = int(msg.width), int(msg.height)

@@ -74,6 +74,7 @@ class CasmtrVoNode(Node):
         self._counts: dict[str, int] = {"received": 0, "paused": 0, "processed": 0, "keyframes": 0,
                                         "published_odometry": 0}
         self._errors: dict[str, int] = {}
+        self._notices: dict[str, int] = {}
         self._last_error: tuple[str, str] | None = None
         self._last_error_time = 0.0
         self._last_log: dict[str, float] = {}
@@ -132,7 +133,7 @@ class CasmtrVoNode(Node):
             image = compressed_msg_to_rgb(image_msg) if isinstance(image_msg, CompressedImage) \
                 else image_msg_to_rgb(image_msg)
         except InputError as exc:
-            raise FrameRefusedError("image", f"image refused: {exc}") from exc
+            raise FrameRefusedError(getattr(exc, "reason", "image"), f"image refused: {exc}") from exc
         try:
             camera: CameraModel = camera_info_to_model(info_msg)
         except (InputError, ValueError) as exc:
@@ -153,9 +154,9 @@ class CasmtrVoNode(Node):
             if not np.isfinite(depth).any():
                 raise FrameRefusedError("depth", "depth image has no valid pixel (all NaN, inf or zero)")
         if self._last_stamp is not None and stamp <= self._last_stamp:
-            raise FrameRefusedError("stamp", f"stamp {stamp * 1e-9:.9f} s is not after the previous frame's "
-                                        f"{self._last_stamp * 1e-9:.9f} s (stamps going backwards; call ~/reset "
-                                        "to restart on a new stream)")
+            raise FrameRefusedError("stamp", f"stamp {_sec(stamp)} s is not after the previous frame's "
+                                             f"{_sec(self._last_stamp)} s (stamps going backwards; call ~/reset "
+                                             "to restart on a new stream)")
         frame_id = self.values["frames.camera"] or str(image_msg.header.frame_id) or "camera_optical_frame"
         return Frame(stamp_ns=stamp, image=image, camera=camera, depth=depth, frame_id=frame_id)
 
@@ -166,12 +167,11 @@ class CasmtrVoNode(Node):
         try:
             frame = self._to_frame(image_msg, info_msg, depth_msg)
             size = (frame.camera.width, frame.camera.height)
-            if self._last_size is not None and size != self._last_size:
-                self.pipeline.reset()
+            if self._last_size is not None and size != self._last_size:  # the pipeline restarts tracking
                 self._kf_image = None
-                self._refuse(FrameRefusedError("resolution", f"resolution changed from {self._last_size[0]}x"
-                                          f"{self._last_size[1]} to {size[0]}x{size[1]}: tracking restarted"),
-                             stamp_ns(image_msg), level="warn")
+                self._refuse(FrameRefusedError("resolution_change", f"resolution changed from {self._last_size[0]}x"
+                                               f"{self._last_size[1]} to {size[0]}x{size[1]}: tracking restarts"),
+                             stamp_ns(image_msg), count=False)
             t1 = time.perf_counter()
             result = self.pipeline.process(frame)
         except FrameRefusedError as exc:
@@ -186,8 +186,9 @@ class CasmtrVoNode(Node):
         t2 = time.perf_counter()
         self._publish_result(frame, result)
         t3 = time.perf_counter()
-        self._timings = {"queue": t0 - received, "convert": t1 - t0, **{k: float(v) for k, v in
-                         result.timings.items()}, "pipeline": t2 - t1, "publish": t3 - t2, "total": t3 - received}
+        self._timings = {"queue": t0 - received, "convert": t1 - t0,
+                         **{f"vo_{k}": float(v) for k, v in result.timings.items()},
+                         "pipeline": t2 - t1, "publish": t3 - t2, "total": t3 - received}
 
     # ----------------------------------------------------------------- output
     def _publish_result(self, frame: Frame, result: FrameResult) -> None:
@@ -220,11 +221,17 @@ class CasmtrVoNode(Node):
                 self.pub_path.publish(M.path_msg(list(self._path), v["frames.odom"]))
 
     # ------------------------------------------------------------ diagnostics
-    def _refuse(self, exc: FrameRefusedError, stamp: int, level: str = "warn") -> None:
-        """Count, log (throttled per kind) and publish a diagnostic (rate-limited per kind)."""
+    def _refuse(self, exc: FrameRefusedError, stamp: int, level: str = "warn", count: bool = True) -> None:
+        """Count, log (throttled per kind) and publish a diagnostic (rate-limited per kind).
+
+        ``count=False`` reports a notice about an accepted frame (not counted as refused).
+        """
         now = time.monotonic()
         with self._lock:
-            self._errors[exc.kind] = self._errors.get(exc.kind, 0) + 1
+            if count:
+                self._errors[exc.kind] = self._errors.get(exc.kind, 0) + 1
+            else:
+                self._notices[exc.kind] = self._notices.get(exc.kind, 0) + 1
             self._last_error = (exc.kind, str(exc))
             self._last_error_time = now
             log_due = now - self._last_log.get(exc.kind, -1e9) >= float(self.values["log_throttle"])
@@ -234,10 +241,10 @@ class CasmtrVoNode(Node):
             if diag_due:
                 self._last_diag[exc.kind] = now
         if log_due:
-            count = self._errors[exc.kind]
-            self.get_logger().warning(f"[{exc.kind}] {exc} (refused so far: {count})")
+            total = self._errors.get(exc.kind, 0) if count else self._notices.get(exc.kind, 0)
+            self.get_logger().warning(f"[{exc.kind}] {exc} ({'refused' if count else 'seen'} so far: {total})")
         if diag_due:
-            values = {"kind": exc.kind, "stamp": f"{stamp * 1e-9:.9f}", **self._status_values()}
+            values = {"kind": exc.kind, "stamp": _sec(stamp), **self._status_values()}
             self.pub_diag.publish(M.diagnostic_array(self.get_clock().now().to_msg(), f"{NODE_NAME}: input",
                                                      self.get_fully_qualified_name(), level, str(exc), values))
 
@@ -268,6 +275,8 @@ class CasmtrVoNode(Node):
         }
         for kind, count in sorted(self._errors.items()):
             values[f"refused_{kind}"] = count
+        for kind, count in sorted(self._notices.items()):
+            values[f"seen_{kind}"] = count
         for stage, seconds in self._timings.items():
             values[f"latency_{stage}_ms"] = 1e3 * seconds
         if self._not_applicable:
@@ -287,7 +296,9 @@ class CasmtrVoNode(Node):
         elif result is None:
             level, message = "warn", "waiting for image and camera_info"
         elif result.state != TrackingState.TRACKING:
-            level, message = "warn", f"{result.state.value}: {result.status}"
+            status = result.status or ""
+            level = "warn"
+            message = status if status.startswith(result.state.value) else f"{result.state.value}: {status}"
         if self._last_error and time.monotonic() - self._last_error_time < 2 * float(self.values["diagnostics.period"]):
             if level == "ok":
                 level = "warn"
@@ -302,7 +313,8 @@ class CasmtrVoNode(Node):
             self._kf_image = None
             self._last_stamp = None
             self._last_size = None
-            self._sync.clear() if hasattr(self._sync, "clear") else None
+            if hasattr(self._sync, "clear"):
+                self._sync.clear()
 
         self.worker.discard_pending()
         try:
@@ -378,13 +390,22 @@ class CasmtrVoNode(Node):
         config = vo_config_from(values)
         if hasattr(self.pipeline, "set_config"):
             self.pipeline.set_config(config)
-        else:
-            self.pipeline.config = config
+        else:  # the pipeline and its parts read `config` on every frame
+            parts = (self.pipeline, getattr(self.pipeline, "policy", None), getattr(self.pipeline, "tracker", None))
+            for part in parts:
+                if part is not None and hasattr(part, "config"):
+                    part.config = config
         self.get_logger().info("VO configuration updated")
 
     def destroy_node(self) -> None:
         self.worker.stop()
         super().destroy_node()
+
+
+def _sec(stamp_ns: int) -> str:
+    """Exact ``sec.nanosec`` text of a stamp."""
+    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
+    return f"{sec}.{nsec:09d}"
 
 
 def main(args: list[str] | None = None) -> int:
