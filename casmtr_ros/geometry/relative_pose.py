@@ -130,12 +130,19 @@ def estimate_rotation(
     b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
     rng = np.random.default_rng(0)
     best_R, best_count = np.eye(3), -1
-    for _ in range(iters):
+    needed, k = iters, 0
+    while k < min(needed, iters):
+        k += 1
         i, j = rng.choice(n, 2, replace=False)
         R = _kabsch(b0[[i, j]], b1[[i, j]])
         count = int(np.sum(rotation_residuals_n(R, x0n, x1n) < thr_n))
         if count > best_count:
             best_R, best_count = R, count
+            w = count / n  # adaptive stop at 99.99 % confidence of an all-inlier sample
+            if w >= 1:
+                needed = 1
+            elif w > 0.01:
+                needed = int(np.ceil(np.log(1e-4) / np.log(1 - w * w)))
     R = best_R
     for _ in range(2):
         mask = rotation_residuals_n(R, x0n, x1n) < thr_n

@@ -37,6 +37,7 @@ class VOConfig:
 
     # --- keyframe policy ---
     kf_min_matches: int = 150  # new keyframe when the match count against the last keyframe drops below this
+    kf_min_match_fraction: float = 0.5  # ... or below this fraction of the first frame's matches against it
     kf_min_inlier_ratio: float = 0.5  # ... or the inlier ratio drops below this
     kf_max_parallax_px: float = 40.0  # ... or the rotation-compensated median parallax exceeds this
     kf_max_translation_m: float = 1.0  # ... or the metric translation exceeds this (depth only)

@@ -31,6 +31,7 @@ class Keyframe:
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     point_depth: np.ndarray = field(default_factory=lambda: np.zeros(0))
     frame_id: str = "camera_optical_frame"
+    ref_matches: int = 0  # matches of the first frame tracked against this keyframe (overlap reference)
     _tree: cKDTree | None = None
 
     @property
@@ -73,6 +74,7 @@ class KeyframeStats:
     """What the policy looks at, for the current frame against the last keyframe."""
 
     num_matches: int
+    match_fraction: float  # num_matches / matches of the first frame tracked against the keyframe
     inlier_ratio: float
     parallax_px: float
     rotation_deg: float
@@ -93,6 +95,8 @@ class KeyframePolicy:
             return None  # never a keyframe with too few matches
         if s.num_matches < c.kf_min_matches:
             return "matches"
+        if s.match_fraction < c.kf_min_match_fraction:
+            return "overlap"
         if s.inlier_ratio < c.kf_min_inlier_ratio:
             return "inlier_ratio"
         if s.parallax_px > c.kf_max_parallax_px:

@@ -180,14 +180,15 @@ class Pipeline:
                 raise VerificationError("no_scale", "too few matches with keyframe depth for the scale")
         except VerificationError as err:
             timings["geometry"] = time.perf_counter() - t1
-            return self._failure(frame, err, n)
+            return self._failure(checked, err, n)
         timings["geometry"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         result = self._accept(checked, matches, x0n, x1n, depth0, est)
         timings["keyframe"] = time.perf_counter() - t2
         return result
 
-    def _failure(self, frame: Frame, err: VerificationError, num_matches: int) -> FrameResult:
+    def _failure(self, checked: CheckedFrame, err: VerificationError, num_matches: int) -> FrameResult:
+        frame = checked.frame
         self.counters["failures"] += 1
         self.counters[f"fail_{err.reason}"] += 1
         was_lost = self.tracker.state == TrackingState.LOST
@@ -198,13 +199,8 @@ class Pipeline:
             self.counters["resets_auto"] += 1
             self._reset_reason = f"reset: lost for {self.tracker.lost_frames} frames ({err})"
             # The current frame starts the new segment (its pose is not emitted: it is not verified).
-            return self._start_segment(CheckedFrame(frame, self._last_depth(frame), False))
+            return self._start_segment(checked)
         return FrameResult(frame.stamp_ns, self.tracker.state, status=f"failed: {err}", num_matches=num_matches)
-
-    def _last_depth(self, frame: Frame) -> np.ndarray | None:
-        if frame.depth is None:
-            return None
-        return check_frame(frame, None, self.config.min_depth_m, self.config.max_depth_m).depth
 
     def _accept(self, checked: CheckedFrame, matches: Matches, x0n, x1n, depth0, est: PoseEstimate) -> FrameResult:
         frame, kf, c = checked.frame, self.keyframe, self.config
@@ -224,8 +220,11 @@ class Pipeline:
             est.covariance = S @ est.covariance @ S
             reason = "initialisation"
         else:
+            if kf.ref_matches == 0:
+                kf.ref_matches = n
             stats = KeyframeStats(
-                num_matches=n, inlier_ratio=est.num_inliers / max(n, 1), parallax_px=est.parallax_px,
+                num_matches=n, match_fraction=n / kf.ref_matches, inlier_ratio=est.num_inliers / max(n, 1),
+                parallax_px=est.parallax_px,
                 rotation_deg=rotation_angle_deg(est.R),
                 translation_m=float(np.linalg.norm(est.t)) if self._metric else None,
                 dt_s=(frame.stamp_ns - kf.stamp_ns) * 1e-9,
