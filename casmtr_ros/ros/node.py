@@ -45,6 +45,13 @@ from casmtr_ros.vo import FrameResult, Pipeline, TrackingState
 
 NODE_NAME = "casmtr_vo_node"
 DIAG_MIN_INTERVAL_S = 0.25  # immediate diagnostics about bad input: at most 4 per second per kind
+#: topic names as the node creates them (relative names remap; ``~/`` is the node's private namespace)
+TOPIC_IMAGE, TOPIC_COMPRESSED, TOPIC_INFO, TOPIC_DEPTH = "image", "image/compressed", "camera_info", "depth"
+TOPIC_MATCHES, TOPIC_RELATIVE, TOPIC_ODOM = "~/matches", "~/relative_pose", "odom"
+TOPIC_PATH, TOPIC_DEBUG, TOPIC_DIAG = "~/path", "~/debug_image", "/diagnostics"
+SUBSCRIBED = (TOPIC_IMAGE, TOPIC_COMPRESSED, TOPIC_INFO, TOPIC_DEPTH)
+PUBLISHED = (TOPIC_MATCHES, TOPIC_RELATIVE, TOPIC_ODOM, TOPIC_PATH, TOPIC_DEBUG, TOPIC_DIAG)
+SERVICES = ("~/reset", "~/pause")
 
 
 class FrameRefusedError(InputError):
@@ -84,25 +91,25 @@ class CasmtrVoNode(Node):
         self._timings: dict[str, float] = {}
 
         outputs = output_qos()
-        self.pub_matches = self.create_publisher(PointCloud2, "~/matches", outputs)
-        self.pub_relative = self.create_publisher(PoseWithCovarianceStamped, "~/relative_pose", outputs)
-        self.pub_odom = self.create_publisher(OdometryMsg, "odom", outputs)
-        self.pub_path = self.create_publisher(Path, "~/path", latched_qos())
-        self.pub_debug = self.create_publisher(Image, "~/debug_image", output_qos(2))
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
+        self.pub_matches = self.create_publisher(PointCloud2, TOPIC_MATCHES, outputs)
+        self.pub_relative = self.create_publisher(PoseWithCovarianceStamped, TOPIC_RELATIVE, outputs)
+        self.pub_odom = self.create_publisher(OdometryMsg, TOPIC_ODOM, outputs)
+        self.pub_path = self.create_publisher(Path, TOPIC_PATH, latched_qos())
+        self.pub_debug = self.create_publisher(Image, TOPIC_DEBUG, output_qos(2))
+        self.pub_diag = self.create_publisher(DiagnosticArray, TOPIC_DIAG, diagnostics_qos())
 
         self.worker: LatestOnlyWorker[tuple] = LatestOnlyWorker(self._process, on_error=self._internal_error)
         services = ReentrantCallbackGroup()
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
-        self.create_service(SetBool, "~/pause", self._on_pause, callback_group=services)
+        self.create_service(Trigger, SERVICES[0], self._on_reset, callback_group=services)
+        self.create_service(SetBool, SERVICES[1], self._on_pause, callback_group=services)
 
         compressed = self.values["image_transport"] == "compressed"
         topics: list[tuple[type, str]] = [
-            (CompressedImage, "image/compressed") if compressed else (Image, "image"),
-            (CameraInfo, "camera_info"),
+            (CompressedImage, TOPIC_COMPRESSED) if compressed else (Image, TOPIC_IMAGE),
+            (CameraInfo, TOPIC_INFO),
         ]
         if self.values["use_depth"]:
-            topics.append((Image, "depth"))
+            topics.append((Image, TOPIC_DEPTH))
         self.sync_backend, self._subs, self._sync = subscribe_synchronized(
             self, topics, input_qos(self.values["qos.reliability"], int(self.values["qos.depth"])),
             int(self.values["sync.queue_size"]), float(self.values["sync.slop"]), self._on_synced,

@@ -131,6 +131,8 @@ _VO_DOC: dict[str, tuple[str, float | None, float | None, tuple[str, ...]]] = {
     "init_min_parallax_px": ("monocular initialisation needs this median parallax (pixels)", 0.0, 1000.0, ()),
     "kf_min_matches": ("keyframe policy: new keyframe when matches against the last keyframe drop below this",
                        0, 100000, ()),
+    "kf_min_match_fraction": ("keyframe policy: ... or below this fraction of the first frame's matches against the"
+                              " keyframe", 0.0, 1.0, ()),
     "kf_min_inlier_ratio": ("keyframe policy: ... or the inlier ratio drops below this", 0.0, 1.0, ()),
     "kf_max_parallax_px": ("keyframe policy: ... or the median parallax exceeds this (pixels)", 0.0, 10000.0, ()),
     "kf_max_translation_m": ("keyframe policy: ... or the metric translation exceeds this (depth only)", 0.0,

@@ -108,15 +108,16 @@ def test_depth_units_and_invalid_pixels() -> None:
 def test_bad_images_give_clear_errors() -> None:
     good = array_to_image_fields(_sample("bgr8"), "bgr8")
     cases = {
-        "unsupported image encoding 'yuv422'": dict(good, encoding="yuv422"),
-        "zero size": dict(good, width=0, height=0, step=0, data=b""),
-        "step 20 is smaller than one row": dict(good, step=20),
-        "data truncated": dict(good, data=good["data"][:-10]),
-        "depth encoding": array_to_image_fields(_sample("32FC1"), "32FC1"),
+        "unsupported image encoding 'yuv422'": ("encoding", dict(good, encoding="yuv422")),
+        "zero size": ("zero_size", dict(good, width=0, height=0, step=0, data=b"")),
+        "step 20 is smaller than one row": ("step", dict(good, step=20)),
+        "data truncated": ("truncated", dict(good, data=good["data"][:-10])),
+        "depth encoding": ("encoding", array_to_image_fields(_sample("32FC1"), "32FC1")),
     }
-    for message, fields in cases.items():
-        with pytest.raises(ImageConversionError, match=message):
+    for message, (reason, fields) in cases.items():
+        with pytest.raises(ImageConversionError, match=message) as info:
             image_msg_to_rgb(SimpleNamespace(**fields))
+        assert info.value.reason == reason
     assert issubclass(ImageConversionError, InputError)
 
 

@@ -1,0 +1,106 @@
+"""The parameter table: YAML file in sync, descriptors with descriptions and ranges, rclpy enforcement."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from casmtr_ros.ros.matcher_factory import check_matcher_params, make_matcher, matcher_conf
+from casmtr_ros.ros.params import (
+    all_params,
+    declare_all,
+    descriptor,
+    render_yaml,
+    spec_by_name,
+    undocumented_vo_fields,
+    vo_config_from,
+    yaml_defaults,
+)
+from casmtr_ros.vo.config import VOConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_yaml_file_lists_every_parameter_with_its_default() -> None:
+    text = (REPO / "config" / "casmtr_vo.yaml").read_text()
+    assert yaml.safe_load(text) == yaml_defaults()
+    assert yaml.safe_load(render_yaml()) == yaml_defaults()
+    # no YAML key appears twice under one parent (safe_load would silently keep the last one)
+    flat = yaml.safe_load(text)["casmtr_vo_node"]["ros__parameters"]
+
+    def count(d: dict) -> int:
+        return sum(count(v) if isinstance(v, dict) else 1 for v in d.values())
+
+    assert count(flat) == len(all_params())
+
+
+def test_every_vo_field_is_a_documented_parameter() -> None:
+    assert undocumented_vo_fields() == []
+    names = {s.name for s in all_params()}
+    assert {f"vo.{f.name}" for f in dataclasses.fields(VOConfig)} <= names
+    assert vo_config_from({s.name: s.default for s in all_params()}) == VOConfig()
+
+
+def test_specs_are_well_formed() -> None:
+    specs = all_params()
+    assert len({s.name for s in specs}) == len(specs)
+    for s in specs:
+        assert s.description and s.check(s.default) is None, s.name
+        if s.low is not None:
+            assert s.low <= s.default <= s.high, s.name
+        d = descriptor(s)
+        assert d.description == s.description and d.read_only == (s.apply == "startup")
+        if isinstance(s.default, bool) or s.low is None:
+            assert not d.integer_range and not d.floating_point_range
+        elif isinstance(s.default, int):
+            assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == (s.low, s.high)
+        else:
+            assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (s.low, s.high)
+    spec = spec_by_name()["vo.estimator"]
+    assert "must be one of" in spec.check("foo") and "must be str" in spec.check(3)
+    assert "must be <=" in spec_by_name()["sync.slop"].check(11.0)
+
+
+def test_rclpy_declares_and_enforces_the_table() -> None:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=75)
+    try:
+        node = rclpy.create_node("params_test", context=context,
+                                 parameter_overrides=[Parameter("vo.kf_max_translation_m", value=0.25)])
+        values = declare_all(node)
+        assert values["vo.kf_max_translation_m"] == 0.25 and values["matcher.name"] == "sift"
+        desc = node.describe_parameter("vo.ransac_threshold_px")
+        assert desc.floating_point_range[0].to_value == 50.0 and "pixels" in desc.description
+        bad = node.set_parameters([Parameter("vo.ransac_threshold_px", value=99.0)])[0]
+        assert not bad.successful and "out of range" in bad.reason
+        ro = node.set_parameters([Parameter("qos.depth", value=3)])[0]
+        assert not ro.successful and "read-only" in ro.reason
+        assert node.set_parameters([Parameter("publish.path", value=False)])[0].successful
+        node.destroy_node()
+        bad_node = rclpy.create_node("params_test_bad", context=context,
+                                     parameter_overrides=[Parameter("vo.estimator", value="lmeds")])
+        with pytest.raises(ValueError, match=r"vo\.estimator must be one of"):
+            declare_all(bad_node)
+        bad_node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_matcher_parameters_map_onto_matcher_options() -> None:
+    values = {s.name: s.default for s in all_params()}
+    conf, not_applicable = matcher_conf(values)
+    assert conf == {"max_keypoints": 4000}
+    assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable
+    matcher, _ = make_matcher({**values, "matcher.max_keypoints": 500})
+    assert matcher.name == "sift" and matcher.conf["max_keypoints"] == 500
+    assert "unknown matcher" in check_matcher_params({**values, "matcher.name": "nope"})
+    assert "file not found" in check_matcher_params({**values, "matcher.weights": "/nonexistent/w.ckpt"})
+    assert "cuda:N" in check_matcher_params({**values, "matcher.device": "gpu0"})
+    with pytest.raises(ValueError, match="unknown matcher"):
+        make_matcher({**values, "matcher.name": "nope"})
