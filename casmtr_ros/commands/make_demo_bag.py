@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from casmtr_ros.bags.demo import DemoConfig
 
@@ -38,6 +39,8 @@ def demo_config(args: argparse.Namespace) -> DemoConfig:
 def run(args: argparse.Namespace) -> int:
     from casmtr_ros.bags.demo import make_demo_bag
 
+    if Path(args.out).exists():
+        raise ValueError(f"{args.out} exists already; choose a new bag path")
     t0 = time.perf_counter()
     path = make_demo_bag(args.out, demo_config(args), storage=args.storage, progress=not args.quiet)
     print(f"wrote {path} ({args.frames} frames, {args.size[0]}x{args.size[1]}, {args.storage}"
