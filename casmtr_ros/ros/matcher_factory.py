@@ -7,6 +7,7 @@ parameter file serves every variant.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,25 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.device": ("device",),
     "matcher.resize_max_side": ("resize_max_side", "max_side", "resize"),
     "matcher.nms_kernel": ("nms_kernel", "nms"),
-    "matcher.confidence_threshold": ("confidence_threshold", "thr", "match_threshold"),
+    "matcher.confidence_threshold": ("confidence_threshold", "match_thr", "match_threshold"),
     "matcher.max_keypoints": ("max_keypoints",),
 }
 
 
 def _default_conf(name: str) -> dict[str, Any]:
+    """The options a registered matcher declares: its class's ``default_conf``, or, for a factory function, that
+    of the class its return annotation names."""
     from casmtr_ros.matching import base
 
     base._load_builtin_matchers()
     factory = base._REGISTRY[name]
-    return dict(getattr(factory, "default_conf", {}) or {})
+    conf = getattr(factory, "default_conf", None)
+    if conf is None:
+        try:
+            conf = getattr(typing.get_type_hints(factory).get("return"), "default_conf", None)
+        except Exception:  # unresolvable annotation: treat as declaring nothing
+            conf = None
+    return dict(conf or {})
 
 
 def resolve_device(device: str) -> str:
@@ -49,8 +58,9 @@ def check_matcher_params(values: dict[str, Any]) -> str | None:
     if name not in available_matchers():
         return f"unknown matcher {name!r}; available: {available_matchers()}"
     weights = values["matcher.weights"]
-    if weights and not Path(weights).expanduser().is_file():
-        return f"matcher.weights: file not found: {weights}"
+    looks_like_path = "/" in weights or Path(weights).suffix in (".ckpt", ".pt", ".pth", ".safetensors")
+    if weights and looks_like_path and not Path(weights).expanduser().is_file():
+        return f"matcher.weights: file not found: {weights}"  # other values name weights shipped with a variant
     device = values["matcher.device"]
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         return f"matcher.device must be auto, cpu, cuda or cuda:N, got {device!r}"
@@ -72,6 +82,10 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue  # keep the variant's shipped weights
         if param == "matcher.device":
             value = resolve_device(value)
+        if param == "matcher.resize_max_side" and value == 0:
+            value = None  # original size
+        if param == "matcher.nms_kernel" and value < 0:
+            continue  # the variant's own value
         if isinstance(declared[key], float) and isinstance(value, int):
             value = float(value)
         conf[key] = value

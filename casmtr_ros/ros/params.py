@@ -65,14 +65,15 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     # --- matcher (model reload) ---
     _p("matcher.name", "sift", "matcher variant (casmtr-4c-outdoor, casmtr-4c-indoor, casmtr-4c-lite, sift, orb ...;"
        " `casmtr-vo matchers` lists them)", "model"),
-    _p("matcher.weights", "", "checkpoint file for CasMTR variants; empty = the variant's shipped weights", "model"),
+    _p("matcher.weights", "", "CasMTR weights: a checkpoint file (pl_checkpoint.ckpt or a state dict) or the name of"
+       " shipped weights; empty = the variant's default weights", "model"),
     _p("matcher.device", "auto", "where the matcher runs: auto (CUDA when available), cpu, cuda, cuda:N", "model"),
     _p("matcher.resize_max_side", 640, "resize policy: the longer image side is scaled to at most this many pixels"
        " before matching (0 = original size); matches are returned in original pixels", "model", 0, 4096),
-    _p("matcher.nms_kernel", 3, "non-maximum suppression kernel (pixels of the coarse grid) on the confidence map;"
-       " 1 disables it (CasMTR only)", "model", 1, 15),
-    _p("matcher.confidence_threshold", 0.2, "matches below this confidence are dropped (CasMTR only)", "model",
-       0.0, 1.0),
+    _p("matcher.nms_kernel", -1, "non-maximum suppression kernel on the cascade confidence map (CasMTR only);"
+       " -1 = the variant's value, 0 = off", "model", -1, 15),
+    _p("matcher.confidence_threshold", 0.0, "final filter: matches with confidence not above this are dropped"
+       " (CasMTR only; 0 keeps everything the model returns)", "model", 0.0, 1.0),
     _p("matcher.max_keypoints", 4000, "keypoint budget of the OpenCV baselines (sift, orb)", "model", 16, 100000),
     # --- inputs (startup) ---
     _p("image_transport", "raw", "image topic type: raw (sensor_msgs/Image on `image`) or compressed"
@@ -274,5 +275,23 @@ def render_yaml(node_name: str = "casmtr_vo_node") -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_markdown() -> str:
+    """The README's parameter table: name, default, range or choices, when a change applies, description."""
+    rows = ["| parameter | default | range | applies | description |", "|---|---|---|---|---|"]
+    for spec in all_params():
+        if spec.choices:
+            bounds = " \\| ".join(spec.choices)
+        elif spec.low is not None:
+            bounds = f"{spec.low:g} .. {spec.high:g}"
+        else:
+            bounds = ""
+        default = _yaml_scalar(spec.default) if spec.default == "" else _yaml_scalar(spec.default).strip('"')
+        description = spec.description.replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | `{default}` | {bounds} | {spec.apply} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(render_yaml(), end="")
+    import sys
+
+    print(render_markdown() if "--markdown" in sys.argv else render_yaml(), end="")

@@ -104,3 +104,9 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert "cuda:N" in check_matcher_params({**values, "matcher.device": "gpu0"})
     with pytest.raises(ValueError, match="unknown matcher"):
         make_matcher({**values, "matcher.name": "nope"})
+    casmtr = {**values, "matcher.name": "casmtr-4c-outdoor", "matcher.device": "cpu", "matcher.resize_max_side": 0,
+              "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
+    conf, not_applicable = matcher_conf(casmtr)
+    assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3}
+    assert not_applicable == ["matcher.max_keypoints"]
+    assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
