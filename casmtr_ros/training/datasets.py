@@ -401,3 +401,65 @@ class Mixture(Dataset):
         item = {k: v for k, v in item.items() if k in ("image0", "image1", "w01", "v01", "w10", "v10")}
         item["source"] = torch.tensor(src)
         return item
+
+
+class RenderedScenes(PairSource):
+    """Pairs of views of textured planar 3D scenes rendered by :mod:`casmtr_ros.bags.render` (exact depth,
+    occlusions, wide baselines), textured with photographs from ``texture_root`` (e.g. train_images).
+
+    Each sample builds a fresh scene (room with pillars, or slanted planes in front of a wall) from a random
+    subset of the textures and two random camera poses.
+    """
+
+    def __init__(self, texture_root: str | Path, size: tuple[int, int], seed: int = 0, augment: bool = True,
+                 textures_per_scene: int = 12, hfov_deg: tuple[float, float] = (50.0, 80.0)) -> None:
+        root = _require_dir(Path(texture_root), "texture")
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not self.files:
+            raise FileNotFoundError(f"no texture images under {root}")
+        self.size, self.seed, self.augment = tuple(size), seed, augment
+        self.textures_per_scene, self.hfov = textures_per_scene, hfov_deg
+
+    def __len__(self) -> int:
+        return 100_000
+
+    def _poses(self, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from casmtr_ros.bags.scenes import ROOM_SIZE, look_at
+
+        if kind == "room":
+            lx, ly, _ = ROOM_SIZE
+            eye = np.array([rng.uniform(-0.35, 0.1) * lx, rng.uniform(-0.3, 0.3) * ly, rng.uniform(0.8, 2.2)])
+            target = np.array([lx / 2, rng.uniform(-0.4, 0.4) * ly, rng.uniform(0.3, 2.5)])
+            if rng.random() < 0.5:  # look at another wall
+                target = np.array([rng.uniform(-0.3, 0.45) * lx, np.sign(rng.normal()) * ly / 2, rng.uniform(0.3, 2.5)])
+        else:
+            eye = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.5, 1.5), rng.uniform(0.8, 2.2)])
+            target = np.array([10.0, rng.uniform(-3, 3), rng.uniform(0.5, 2.5)])
+        base = rng.normal(size=3)
+        base *= rng.uniform(0.15, 1.2) / np.linalg.norm(base)
+        eye1 = eye + base
+        target1 = target + rng.normal(scale=0.6, size=3)
+        up0 = np.array([rng.normal(scale=0.15), rng.normal(scale=0.15), 1.0])
+        up1 = np.array([rng.normal(scale=0.15), rng.normal(scale=0.15), 1.0])
+        return look_at(eye, target, up0), look_at(eye1, target1, up1)
+
+    def sample(self, key: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+        from casmtr_ros.bags.render import render_view
+        from casmtr_ros.bags.scenes import planes_scene, room_scene
+
+        g = rng if rng is not None else np.random.default_rng(key)
+        files = [self.files[i] for i in g.choice(len(self.files), self.textures_per_scene, replace=False)]
+        kind = "room" if g.random() < 0.5 else "planes"
+        scene = (room_scene(seed=int(g.integers(1 << 30)), texture_files=files) if kind == "room"
+                 else planes_scene(seed=int(g.integers(1 << 30)), count=int(g.integers(4, 9)), texture_files=files))
+        H, W = self.size
+        f = 0.5 * W / np.tan(np.radians(g.uniform(*self.hfov)) / 2)
+        K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]], np.float64)
+        views = []
+        for T_wc in self._poses(kind, g):
+            img, depth = render_view(scene, K, T_wc, (W, H))
+            if img.ndim == 2:
+                img = np.repeat(img[..., None], 3, -1)
+            views.append(View(img, np.nan_to_num(depth, nan=0.0).astype(np.float32), K, np.linalg.inv(T_wc)))
+        return depth_pair_sample(views[0], views[1], self.size, rng, zoom=(1.0, 1.0), rel_thresh=0.02,
+                                 photometric=rng is not None)

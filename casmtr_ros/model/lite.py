@@ -1,0 +1,81 @@
+"""``casmtr-4c-lite``: the CasMTR-4c pipeline on an XFeat-initialised CNN, narrow and shallow for CPUs.
+
+Same stages as outdoor-4c (1/8 QuadTree-B transformer and dual-softmax, 1/4 UpBlock fusion and cascade
+transformer over 100 candidates with local self-attention, softmax matching with cycle check and max-pool
+NMS, 1/2 fine refinement), with:
+
+* backbone ``xfeat`` (:class:`~casmtr_ros.model.xfeat_backbone.XFeatBackbone`): XFeat's CNN (frozen by
+  default) plus small trainable projections to 128 / 64 / 32 channels;
+* coarse d_model 128 with 4 heads and 4 layers (self, cross x 2), cascade d_model 64 with 2 heads and one
+  cross + one local self layer, fine d_model 32 with 1 head.
+
+:func:`init_lite` prepares an untrained model so that it already matches with XFeat's descriptors: it loads
+XFeat's trunk weights and zeroes the output projections of every residual branch (transformers start as
+identities), and initialises the UpBlock to carry the 1/8 descriptors to the 1/4 grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from casmtr_ros.model.casmtr import BACKBONES
+from casmtr_ros.model.xfeat_backbone import XFeatBackbone
+
+LITE_TRAIN_SIZE = (256, 320)  # H, W of training crops: the sine PE is normalised to this extent
+
+CASMTR_4C_LITE: dict[str, Any] = {
+    "model": "casmtr",
+    "backbone": {"type": "xfeat", "init_scale": 32.0, "freeze_trunk": True},
+    "dims": {"coarse": 128, "cascade": 64, "fine": 32},
+    "coarse": {"nhead": 4, "layer_names": ["self", "cross"] * 2, "topks": [16, 8, 8], "frozen": False},
+    "cascade": {
+        "nhead": 2, "layer_names": ["cross", "self"], "self_attn_type": "local",
+        "window_size": 5, "attn_window": 7,
+    },
+    "fine": {"nhead": 1, "layer_names": ["self", "cross"], "window": 5},
+    "pe_max_shape": {"coarse": (LITE_TRAIN_SIZE[0] // 8, LITE_TRAIN_SIZE[1] // 8),
+                     "cascade": (LITE_TRAIN_SIZE[0] // 4, LITE_TRAIN_SIZE[1] // 4)},
+    "quirks": "corrected",
+}
+
+
+def _xfeat_backbone(cfg: dict[str, Any]) -> nn.Module:
+    b, d = cfg["backbone"], cfg["dims"]
+    return XFeatBackbone(d8=d["coarse"], d4=d["cascade"], d2=d["fine"], init_scale=float(b.get("init_scale", 32.0)),
+                         freeze_trunk=bool(b.get("freeze_trunk", True)))
+
+
+BACKBONES.setdefault("xfeat", _xfeat_backbone)
+
+
+@torch.no_grad()
+def init_lite(model: nn.Module, xfeat_weights: str | None = None) -> nn.Module:
+    """Untrained-model initialisation of a ``casmtr-4c-lite`` model (see the module docstring)."""
+    backbone = model.part("backbone")
+    if not isinstance(backbone, XFeatBackbone):
+        raise ValueError("init_lite expects a model with the 'xfeat' backbone")
+    backbone.load_xfeat(xfeat_weights)
+    backbone.proj4.weight.zero_()
+    backbone.proj4.bias.zero_()
+    for name, mod in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("proj", "fc2") and isinstance(mod, nn.Linear) and (
+            name.startswith(model.names["coarse"]) or name.startswith(model.names["cascade"])
+        ):
+            mod.weight.zero_()
+            if mod.bias is not None:
+                mod.bias.zero_()
+    for layer in model.part("fine").layers:  # post-norm LoFTR layers: zero gain -> zero message
+        layer.norm2.weight.zero_()
+        layer.norm2.bias.zero_()
+    up = model.part("up")
+    c_in, c_out = up.inner[0].weight.shape[1], up.inner[0].weight.shape[0]
+    up.inner[0].weight.zero_()
+    n = min(c_in, c_out)
+    up.inner[0].weight[:n, :n, 0, 0] = torch.eye(n)
+    up.up[0].weight.zero_()
+    up.up[0].weight[:, :, 1, 1] = torch.eye(c_out)
+    return model
