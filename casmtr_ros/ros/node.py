@@ -280,6 +280,9 @@ class CasmtrVoNode(Node):
             "matcher": self.values["matcher.name"],
             "sync_backend": self.sync_backend,
         }
+        values["segment"] = getattr(self.pipeline, "segment", 0)
+        if result is not None:
+            values.update({f"vo_{k}": v for k, v in sorted(result.counters.items())})
         for kind, count in sorted(self._errors.items()):
             values[f"refused_{kind}"] = count
         for kind, count in sorted(self._notices.items()):

@@ -110,3 +110,16 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3}
     assert not_applicable == ["matcher.max_keypoints"]
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
+
+
+def test_readme_ros_section_documents_every_parameter_topic_and_service() -> None:
+    from casmtr_ros.ros.messages import MATCH_FIELDS
+    from casmtr_ros.ros.node import PUBLISHED, SERVICES, SUBSCRIBED
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- section:ros -->")
+    section = readme[start:readme.index("<!-- section:", start + 10)]
+    for spec in all_params():
+        assert f"| `{spec.name}` |" in section, spec.name
+    for name in (*SUBSCRIBED, *PUBLISHED, *SERVICES, *MATCH_FIELDS):
+        assert f"`{name}`" in section, name
