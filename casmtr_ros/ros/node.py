@@ -296,6 +296,12 @@ class CasmtrVoNode(Node):
         return values
 
     def _publish_periodic_diagnostics(self) -> None:
+        level, message, values = self.periodic_status()
+        self.pub_diag.publish(M.diagnostic_array(self.get_clock().now().to_msg(), f"{NODE_NAME}: visual odometry",
+                                                 self.get_fully_qualified_name(), level, message, values))
+
+    def periodic_status(self) -> tuple[str, str, dict[str, object]]:
+        """Level, message and values of the periodic ``visual odometry`` diagnostic."""
         values = self._status_values()
         result = self._last_result
         level, message = "ok", "tracking"
@@ -313,8 +319,7 @@ class CasmtrVoNode(Node):
             if level == "ok":
                 level = "warn"
             message = f"{message}; last refused input [{self._last_error[0]}]: {self._last_error[1]}"
-        self.pub_diag.publish(M.diagnostic_array(self.get_clock().now().to_msg(), f"{NODE_NAME}: visual odometry",
-                                                 self.get_fully_qualified_name(), level, message, values))
+        return level, message, values
 
     # --------------------------------------------------------------- services
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
