@@ -214,8 +214,12 @@ def replay(source: FrameSource, pipeline: Pipeline, out_dir: str | Path, options
     stage_keys = sorted({k for r in rows for k in r if k.endswith("_s") and k not in ("read_s", "wall_s")})
     metrics["timing_s"]["stages"] = {k[:-2]: _summary([r[k] for r in rows if k in r]) for k in stage_keys}
 
-    gt = source.ground_truth()
     evaluation: TrajectoryMetrics | None = None
+    try:
+        gt = source.ground_truth()
+        gt_error = "no ground truth in the source"
+    except (InputError, OSError) as exc:  # a broken ground truth must not cost the replay's outputs
+        gt, gt_error = None, f"ground truth unreadable: {exc}"
     if gt is not None and len(gt):
         write_tum(out / "ground_truth.tum", gt)
         files.append(out / "ground_truth.tum")
@@ -225,7 +229,7 @@ def replay(source: FrameSource, pipeline: Pipeline, out_dir: str | Path, options
         except Exception as exc:  # too few poses, no overlap in time...: reported, not fatal
             metrics["evaluation"] = {"error": str(exc)}
     else:
-        metrics["evaluation"] = {"error": "no ground truth in the source"}
+        metrics["evaluation"] = {"error": gt_error}
     files[3].write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
     if options.plots:
         from casmtr_ros.evaluation.plots import plot_ate_over_time, plot_trajectory

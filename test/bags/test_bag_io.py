@@ -235,3 +235,51 @@ def test_writer_refuses_existing_path_and_bad_storage(tmp_path: Path) -> None:
         BagWriter(tmp_path / "x")
     with pytest.raises(ValueError, match="unknown bag storage"):
         BagWriter(tmp_path / "y", storage="zip")
+
+
+def test_compressed_images_odometry_ground_truth_and_size_mismatch(tmp_path: Path, frames: list) -> None:
+    ts = get_typestore(Stores.ROS2_KILTED)
+    T = ts.types
+
+    def write(path: Path, info_width: int) -> None:
+        with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as w:
+            img_c = w.add_connection("/cam/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
+            info_c = w.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
+            gt_c = w.add_connection("/vicon/odom", "nav_msgs/msg/Odometry", typestore=ts)
+            for frame, pose in frames:
+                s = frame.stamp_ns
+                header = T["std_msgs/msg/Header"](
+                    stamp=T["builtin_interfaces/msg/Time"](sec=s // 10**9, nanosec=s % 10**9), frame_id="cam")
+                png = cv2.imencode(".png", frame.image[:, :, ::-1])[1].reshape(-1)
+                img = T["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; png compressed bgr8",
+                                                           data=png)
+                roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                            do_rectify=False)
+                info = T["sensor_msgs/msg/CameraInfo"](
+                    header=header, height=frame.image.shape[0], width=info_width, distortion_model="",
+                    d=np.zeros(0), k=frame.camera.K.reshape(-1), r=np.eye(3).reshape(-1), p=np.zeros(12),
+                    binning_x=0, binning_y=0, roi=roi)
+                q = Rotation.from_matrix(pose[:3, :3]).as_quat()
+                p = T["geometry_msgs/msg/Pose"](
+                    position=T["geometry_msgs/msg/Point"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
+                    orientation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]))
+                odom = T["nav_msgs/msg/Odometry"](
+                    header=header, child_frame_id="cam",
+                    pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=p, covariance=np.zeros(36)),
+                    twist=T["geometry_msgs/msg/TwistWithCovariance"](
+                        twist=T["geometry_msgs/msg/Twist"](linear=T["geometry_msgs/msg/Vector3"](x=0, y=0, z=0),
+                                                           angular=T["geometry_msgs/msg/Vector3"](x=0, y=0, z=0)),
+                        covariance=np.zeros(36)))
+                w.write(img_c, s, ts.serialize_cdr(img, "sensor_msgs/msg/CompressedImage"))
+                w.write(info_c, s, ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
+                w.write(gt_c, s, ts.serialize_cdr(odom, "nav_msgs/msg/Odometry"))
+
+    write(tmp_path / "ok", frames[0][0].image.shape[1])
+    src = open_source(tmp_path / "ok")
+    assert src.info.image_topic == "/cam/image/compressed" and src.info.gt_topic == "/vicon/odom"
+    got = list(src)
+    assert all(np.array_equal(a.image, f.image) for a, (f, _) in zip(got, frames))
+    np.testing.assert_allclose(src.ground_truth().poses, [p for _, p in frames], atol=1e-9)
+    write(tmp_path / "bad", 50)
+    with pytest.raises(BagError, match="image is 96x64 but camera_info says 50x64"):
+        list(open_source(tmp_path / "bad"))
