@@ -43,7 +43,7 @@ def naive_pola(block: POLATransBlock, x: torch.Tensor, H: int, W: int) -> torch.
     return x + block.mlp(block.norm2(x))
 
 
-@pytest.mark.parametrize(("H", "W"), [(7, 7), (9, 12), (5, 15)])
+@pytest.mark.parametrize(("H", "W"), [(7, 7), (9, 12), (5, 15), (14, 21), (3, 20)])
 def test_pola_matches_naive(H: int, W: int) -> None:
     torch.manual_seed(0)
     block = POLATransBlock(dim=16, num_heads=4, window_size=7).double().eval()
