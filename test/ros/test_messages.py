@@ -73,16 +73,14 @@ def test_inverse_covariance_matches_sampling() -> None:
     Ti, cov_i = inverse_with_covariance(T, cov)
     np.testing.assert_allclose(Ti @ T, np.eye(4), atol=1e-12)
     rng = np.random.default_rng(0)
-    samples = rng.multivariate_normal(np.zeros(6), cov, 20000)
-    deltas = []
-    for d in samples:  # perturb T (t' = t + dt, R' = exp(dphi) R), invert, express the change the same way
-        Tp = T.copy()
-        Tp[:3, :3] = Rotation.from_rotvec(d[3:]).as_matrix() @ T[:3, :3]
-        Tp[:3, 3] = T[:3, 3] + d[:3]
-        Tpi = np.linalg.inv(Tp)
-        dphi = Rotation.from_matrix(Tpi[:3, :3] @ Ti[:3, :3].T).as_rotvec()
-        deltas.append(np.r_[Tpi[:3, 3] - Ti[:3, 3], dphi])
-    empirical = np.cov(np.array(deltas).T)
+    d = rng.multivariate_normal(np.zeros(6), cov, 20000)
+    # perturb T (t' = t + dt, R' = exp(dphi) R), invert, and express the change of the inverse the same way
+    Rp = Rotation.from_rotvec(d[:, 3:]).as_matrix() @ T[:3, :3]
+    tp = T[:3, 3] + d[:, :3]
+    Rpi = np.transpose(Rp, (0, 2, 1))
+    tpi = -np.einsum("nij,nj->ni", Rpi, tp)
+    dphi = Rotation.from_matrix(Rpi @ Ti[:3, :3].T).as_rotvec()
+    empirical = np.cov(np.c_[tpi - Ti[:3, 3], dphi].T)
     np.testing.assert_allclose(empirical, cov_i, atol=0.05 * np.abs(cov_i).max())
 
 

@@ -96,7 +96,7 @@ def test_odometry_follows_ground_truth(stream: dict) -> None:
     assert errors[:, 1].max() < 1.0, errors[:, 1]  # degrees
     # REP-103 body axes: the camera looks along +x of camera_link, so forward motion shows up as +x in odom
     last = pose_matrix(odom[-1]["pose"])
-    assert last[0, 3] > 0.8 * travelled * 0.5
+    assert last[0, 3] > 0.5 * travelled
     variances = [np.reshape(o["cov"], (6, 6))[:3, :3].trace() for o in odom]
     assert variances[-1] > variances[1] > 0  # covariance grows along the trajectory
 
