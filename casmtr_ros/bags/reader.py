@@ -220,13 +220,17 @@ class BagSource(FrameSource):
         return cands[0] if len(cands) == 1 else None
 
     # --- reading ---
-    def _messages(self, reader: Any, topic_list: list[str]) -> Iterator[tuple[str, str, Any]]:
+    def _messages(self, reader: Any, topic_list: list[str]) -> Iterator[tuple[str, str, Any, int]]:
+        """``(topic, type, message, stamp_ns)`` in bag order; the stamp is the header's, or the bag's receive time
+        when the header stamp is zero (drivers that do not stamp)."""
         conns = [c for c in reader.connections if c.topic in topic_list]
         count = 0
         try:
-            for conn, _, raw in reader.messages(connections=conns):
+            for conn, bag_time, raw in reader.messages(connections=conns):
                 count += 1
-                yield conn.topic, conn.msgtype, reader.deserialize(raw, conn.msgtype)
+                msg = reader.deserialize(raw, conn.msgtype)
+                stamp = _stamp_ns(msg.header) if hasattr(msg, "header") else 0
+                yield conn.topic, conn.msgtype, msg, stamp or int(bag_time)
         except InputError:
             raise
         except Exception as exc:
@@ -279,8 +283,7 @@ class BagSource(FrameSource):
             return Frame(stamp_ns=stamp, image=image, camera=camera, depth=depth, frame_id=frame_id or "camera")
 
         with self._open() as reader:
-            for topic, msgtype, msg in self._messages(reader, topics):
-                stamp = _stamp_ns(msg.header)
+            for topic, msgtype, msg, stamp in self._messages(reader, topics):
                 if topic == self.info.image_topic:
                     pending.append((stamp, msgtype, msg, str(msg.header.frame_id), images))
                     images += 1
@@ -322,8 +325,8 @@ class BagSource(FrameSource):
             return None
         stamps, poses = [], []
         with self._open() as reader:
-            for _, msgtype, msg in self._messages(reader, [self.info.gt_topic]):
-                stamp, T = pose_msg_to_matrix(msg, msgtype)
+            for _, msgtype, msg, stamp in self._messages(reader, [self.info.gt_topic]):
+                T = pose_msg_to_matrix(msg, msgtype)[1]
                 stamps.append(stamp)
                 poses.append(T)
         return Trajectory.from_lists(stamps, poses) if stamps else None

@@ -157,7 +157,7 @@ def test_tum_folder(tmp_path: Path, frames: list) -> None:
 # --- broken bags ---
 
 def _write_raw(path: Path, storage: str = "sqlite3", with_info: bool = True, encoding: str = "mono8",
-               extra_image_topic: bool = False) -> None:
+               extra_image_topic: bool = False, zero_stamps: bool = False) -> None:
     """A small bag written directly with rosbags (to produce bags our writer would refuse to make)."""
     ts = get_typestore(Stores.ROS2_KILTED)
     T = ts.types
@@ -167,7 +167,8 @@ def _write_raw(path: Path, storage: str = "sqlite3", with_info: bool = True, enc
         conns = {t: w.add_connection(t, "sensor_msgs/msg/Image", typestore=ts) for t in topics}
         info_c = w.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts) if with_info else None
         for k in range(3):
-            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=k), frame_id="c")
+            stamp = T["builtin_interfaces/msg/Time"](sec=0 if zero_stamps else 1, nanosec=0 if zero_stamps else k)
+            header = T["std_msgs/msg/Header"](stamp=stamp, frame_id="c")
             img = T["sensor_msgs/msg/Image"](header=header, height=16, width=16, encoding=encoding, is_bigendian=0,
                                              step=16, data=np.full(256, 100, np.uint8))
             for c in conns.values():
@@ -198,6 +199,11 @@ def test_missing_topics_and_camera_info(tmp_path: Path) -> None:
     with pytest.raises(BagError, match="several image topics"):
         open_source(tmp_path / "two")
     assert len(list(open_source(tmp_path / "two", image_topic="/cam2/image_raw"))) == 3
+
+
+def test_unstamped_headers_use_bag_time(tmp_path: Path) -> None:
+    _write_raw(tmp_path / "zero", zero_stamps=True)
+    assert [f.stamp_ns for f in open_source(tmp_path / "zero")] == [10**9, 10**9 + 1, 10**9 + 2]
 
 
 def test_unknown_encoding(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def test_deterministic(demo_bag: Path, mono: ReplayResult, tmp_path: Path) -> No
     assert again.metrics["evaluation"]["ate_m"] == mono.metrics["evaluation"]["ate_m"]
 
 
+@pytest.mark.slow
 def test_shipped_casmtr_weights(demo_bag: Path, tmp_path: Path) -> None:
     matcher, note = make_matcher(None)
     if note:
