@@ -240,3 +240,22 @@ def test_parameters_validated_and_model_reloaded(services: dict) -> None:
     assert not late
     processed = [int(d["values"]["frames_processed"]) for d in diags if d["t"] > off["t"] + 1.0]
     assert processed and processed[-1] > int(next(d for d in diags if d["t"] > off["t"])["values"]["frames_processed"])
+
+
+def test_monocular_odometry_follows_ground_truth_up_to_scale(services: dict) -> None:
+    # compressed (PNG) images, no depth, a fixed 4 Hz rate: frames are dropped while the matcher is busy
+    gt = services["gt"]
+    G = {s: np.array(T) for s, T in zip(gt["stamps_ns"], gt["T_world_cam"])}
+    t_pause = _event(services, "pause_true")["t"]
+    odom = [o for o in services["rec"]["odom"] if o["t"] < t_pause]
+    assert len(odom) >= 4
+    first = odom[0]["stamp"]  # the first keyframe is the odometry origin
+    est = np.array([optical(pose_matrix(o["pose"]))[:3, 3] for o in odom])
+    ref = np.array([(np.linalg.inv(G[first]) @ G[o["stamp"]])[:3, 3] for o in odom])
+    scale = float((est * ref).sum() / (est * est).sum())
+    assert scale > 0
+    travelled = np.linalg.norm(ref[-1])
+    assert travelled > 0.3
+    assert np.linalg.norm(scale * est - ref, axis=1).max() < 0.1 * travelled
+    diags = [d for d in services["rec"]["diagnostics"] if d["name"].endswith("visual odometry")]
+    assert int(diags[-1]["values"]["frames_dropped"]) > 0

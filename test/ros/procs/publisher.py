@@ -180,28 +180,30 @@ def main() -> None:
     bad_queue = [*BAD_KINDS, BAD_KINDS[0]] if args.bad_inputs else []
     stamp = T0_NS
     last_good = stamp
-    for k, (rgb, depth) in enumerate(frames):
-        wait = args.lockstep and k < args.frames
-        if k >= 6 and bad_queue:
-            kind = bad_queue.pop(0)
-            stamp += DT_NS // 2
-            image, info, dmsg = bad_input(s, kind, stamp, last_good, rgb, depth)
-            s.send(image, info, dmsg, wait=True)
-            gt["bad"].append([kind, stamp if kind != "backwards" else last_good - 5 * DT_NS])
-            stamp += DT_NS // 2
-        stamp += DT_NS
-        t_send = time.monotonic()
-        s.send(s.image_msg(stamp, rgb), s.info_msg(stamp), s.depth_msg(stamp, depth) if args.depth else None, wait)
-        if args.rate > 0 and not wait:
-            s.spin(max(0.0, 1.0 / args.rate - (time.monotonic() - t_send)))
-        gt["stamps_ns"].append(stamp)
-        gt["T_world_cam"].append(poses[k].tolist())
-        last_good = stamp
-    s.spin(1.0)
-    gt["kinds_seen"] = sorted(s.kinds_seen)
-    gt["sent"] = s.sent
-    with open(args.gt_out, "w") as f:
-        json.dump(gt, f)
+    try:
+        for k, (rgb, depth) in enumerate(frames):
+            wait = args.lockstep and k < args.frames
+            if k >= 6 and bad_queue:
+                kind = bad_queue.pop(0)
+                stamp += DT_NS // 2
+                image, info, dmsg = bad_input(s, kind, stamp, last_good, rgb, depth)
+                s.send(image, info, dmsg, wait=True)
+                gt["bad"].append([kind, stamp if kind != "backwards" else last_good - 5 * DT_NS])
+                stamp += DT_NS // 2
+            stamp += DT_NS
+            gt["stamps_ns"].append(stamp)
+            gt["T_world_cam"].append(poses[k].tolist())
+            t_send = time.monotonic()
+            s.send(s.image_msg(stamp, rgb), s.info_msg(stamp), s.depth_msg(stamp, depth) if args.depth else None, wait)
+            if args.rate > 0 and not wait:
+                s.spin(max(0.0, 1.0 / args.rate - (time.monotonic() - t_send)))
+            last_good = stamp
+        s.spin(1.0)
+    finally:  # also when stopped early (SIGINT): the ground truth of what was sent
+        gt["kinds_seen"] = sorted(s.kinds_seen)
+        gt["sent"] = s.sent
+        with open(args.gt_out, "w") as f:
+            json.dump(gt, f)
     node.destroy_node()
     rclpy.shutdown()
 

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
             client = Client()
             pub = procs.start("publisher", [py, str(HERE / "publisher.py"), "--frames", "90", "--length", "5.0",
                                             "--rate", "4", "--compressed", "--gt-out", gt])
-            event("odom_before_pause", ok=client.wait_odom(4, 60))
+            event("odom_before_pause", ok=client.wait_odom(6, 60))
             event("pause_true", response=client.pause(True))
             client.spin(2.5)
             event("pause_false", response=client.pause(False))
