@@ -45,6 +45,7 @@ class VerifyParams:
     rotation_only_ratio: float = 0.9  # rotation-only when it explains this share of the essential's inliers
     min_parallax_px: float = 1.0  # rotation-model threshold floor: translation parallax below this is not resolved
     scale_sigma: float = 0.1  # relative prior std of an unknown monocular scale
+    pnp_fallback_std_ratio: float = 5.0  # essential+depth replaces PnP when PnP's translation std is this much larger
 
     @property
     def thr_n(self) -> float:
@@ -267,21 +268,41 @@ def estimate_relative_pose(
 ) -> PoseEstimate:
     """Verified ``T_1_0`` from normalised matches, with the depth of camera-0 points when known (NaN = none).
 
-    Order: PnP-RANSAC on the points with depth (metric); otherwise the essential matrix, scaled by the depths
-    when enough points have one (``essential+depth``); a rotation-only model when rotation alone explains the
-    matches (zero or sub-threshold translation). ``translation_hint`` is the scene depth used to bound the
-    translation of a rotation-only model. Raises :class:`VerificationError`.
+    With depth: PnP-RANSAC on the points with depth (metric), and the essential matrix scaled by the depths
+    (``essential+depth``) as fallback, used when PnP fails or its translation std is more than
+    ``pnp_fallback_std_ratio`` times the other's (PnP on a small or planar patch of depth is ill-conditioned, and
+    its covariance says so). Without depth: the essential matrix (unit ``t``). A
+    rotation-only model replaces the essential matrix when rotation alone explains the matches (zero or
+    sub-threshold translation); ``translation_hint`` is the scene depth bounding its translation.
+    Raises :class:`VerificationError`.
     """
     n = len(x0n)
     if n < 8:
         raise VerificationError("too_few_matches", f"{n} matches")
+    pnp = None
     if depth0 is not None:
         has_depth = np.isfinite(depth0) & (depth0 > 0)
         if has_depth.sum() >= params.min_depth_points:
             try:
-                return _pnp_estimate(x0n, x1n, depth0, has_depth, params)
+                pnp = _pnp_estimate(x0n, x1n, depth0, has_depth, params)
             except VerificationError:
-                pass  # fall back to the essential matrix (+ depth scale)
+                pnp = None  # fall back to the essential matrix (+ depth scale)
+    try:
+        alt = _essential_or_rotation(x0n, x1n, params, depth0, translation_hint, min_triangulation_deg)
+    except VerificationError:
+        if pnp is None:
+            raise
+        return pnp
+    if pnp is None or not alt.scaled:
+        return pnp if pnp is not None else alt
+    # PnP is preferred (the essential matrix's covariance is optimistic with coarse keypoints, e.g. ORB); the
+    # depth-scaled essential matrix only wins when PnP's translation std is several times larger.
+    ratio = params.pnp_fallback_std_ratio**2
+    return alt if np.trace(pnp.covariance[:3, :3]) > ratio * np.trace(alt.covariance[:3, :3]) else pnp
+
+
+def _essential_or_rotation(x0n, x1n, params: VerifyParams, depth0, translation_hint: float,
+                           min_triangulation_deg: float) -> PoseEstimate:
     R_rot, rot_mask = estimate_rotation(x0n, x1n, params.rot_thr_n)
     try:
         ess = estimate_essential(x0n, x1n, params)

@@ -42,18 +42,14 @@ class Keyframe:
     def has_scale(self) -> bool:
         return self.depth is not None or len(self.points) > 0
 
-    def depth_at(self, pts: np.ndarray, radius_px: float) -> np.ndarray:
-        """Depth (NaN where unknown) at pixel keypoints: sensor depth at the nearest pixel, else the nearest
-        triangulated point within ``radius_px``."""
+    def depth_at(self, pts: np.ndarray, radius_px: float, edge_ratio: float = 0.05) -> np.ndarray:
+        """Depth (NaN where unknown) at pixel keypoints: sensor depth at the nearest pixel (NaN on a depth edge,
+        where the 3x3 neighbourhood spreads more than ``edge_ratio``), else the nearest triangulated point
+        within ``radius_px``."""
         pts = np.asarray(pts, np.float64).reshape(-1, 2)
         out = np.full(len(pts), np.nan)
         if self.depth is not None:
-            h, w = self.depth.shape
-            u = np.round(pts[:, 0]).astype(int)
-            v = np.round(pts[:, 1]).astype(int)
-            ok = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-            out[ok] = self.depth[v[ok], u[ok]]
-            return out
+            return _sample_depth(self.depth, pts, edge_ratio)
         if len(self.points) == 0 or len(pts) == 0:
             return out
         if self._tree is None:
@@ -67,6 +63,27 @@ class Keyframe:
         d = self.depth if self.depth is not None else self.point_depth
         d = d[np.isfinite(d)] if d is not None else np.zeros(0)
         return float(np.median(d)) if len(d) else float("nan")
+
+
+def _sample_depth(depth: np.ndarray, pts: np.ndarray, edge_ratio: float) -> np.ndarray:
+    """Depth at the nearest pixel; NaN outside the image, on invalid pixels and on depth discontinuities
+    (keypoints like corners sit on object borders, where the nearest pixel may belong to either side)."""
+    h, w = depth.shape
+    u = np.round(pts[:, 0]).astype(int)
+    v = np.round(pts[:, 1]).astype(int)
+    out = np.full(len(pts), np.nan)
+    ok = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if not ok.any():
+        return out
+    uu, vv = u[ok], v[ok]
+    window = np.stack([depth[np.clip(vv + dv, 0, h - 1), np.clip(uu + du, 0, w - 1)]
+                       for dv in (-1, 0, 1) for du in (-1, 0, 1)], axis=1)
+    centre = window[:, 4]
+    with np.errstate(invalid="ignore"):
+        spread = window.max(axis=1) - window.min(axis=1)  # NaN when any neighbour is invalid
+        smooth = spread <= edge_ratio * centre
+    out[np.flatnonzero(ok)[smooth]] = centre[smooth]
+    return out
 
 
 @dataclass

@@ -39,12 +39,13 @@ class OdometryComposer:
         self.last = None
 
     def emit(
-        self, stamp_ns: int, kf: Keyframe, T_cam_kf: np.ndarray, cov_cam_kf: np.ndarray, metric: bool
+        self, stamp_ns: int, kf: Keyframe, T_cam_kf: np.ndarray, cov_cam_kf: np.ndarray, metric: bool,
+        frame_id: str | None = None,
     ) -> Odometry:
         """Odometry of a frame whose verified pose relative to keyframe ``kf`` is ``T_cam_kf``."""
         T_kf_cam, cov_kf_cam = invert_with_cov(T_cam_kf, cov_cam_kf)
         T, cov = compose_with_cov(kf.T_odom_kf, kf.cov_odom_kf, T_kf_cam, cov_kf_cam)
-        odom = Odometry(stamp_ns, T, cov, metric=metric, segment=kf.segment, child_frame_id=kf.frame_id)
+        odom = Odometry(stamp_ns, T, cov, metric=metric, segment=kf.segment, child_frame_id=frame_id or kf.frame_id)
         prev = self.last
         if prev is not None and prev.odom.segment == kf.segment and stamp_ns > prev.odom.stamp_ns:
             dt = (stamp_ns - prev.odom.stamp_ns) * 1e-9

@@ -13,6 +13,7 @@ as fallback). Rotation-only motion needs no scale.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
@@ -65,6 +66,7 @@ class Pipeline:
         self._last_stamp: int | None = None
         self._scale_ref = 1.0
         self._reset_reason: str | None = None
+        self._lock = threading.RLock()  # process() and reset() may come from different threads (ROS callbacks)
 
     @property
     def state(self) -> TrackingState:
@@ -75,6 +77,10 @@ class Pipeline:
 
         Also forgets the last stamp, so a new stream may start at any stamp.
         """
+        with self._lock:
+            self._reset()
+
+    def _reset(self) -> None:
         self.counters["resets_manual"] += 1
         self.keyframe = None
         self._last_stamp = None
@@ -84,6 +90,10 @@ class Pipeline:
     # ------------------------------------------------------------------ per frame
     def process(self, frame: Frame) -> FrameResult:
         """Process one frame; see the class docstring."""
+        with self._lock:
+            return self._process(frame)
+
+    def _process(self, frame: Frame) -> FrameResult:
         t_start = time.perf_counter()
         self.counters["frames"] += 1
         try:
@@ -231,7 +241,7 @@ class Pipeline:
             )
             reason = self.policy.decide(stats)
         T_cam_kf = pose_matrix(est.R, est.t)
-        odom = self.composer.emit(frame.stamp_ns, kf, T_cam_kf, est.covariance, self._metric)
+        odom = self.composer.emit(frame.stamp_ns, kf, T_cam_kf, est.covariance, self._metric, frame.frame_id)
         pair = None
         if reason is not None:
             pair = self._new_keyframe(checked, matches, x0n, x1n, depth0, est, odom.T_odom_cam, odom.pose_covariance)

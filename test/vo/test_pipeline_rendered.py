@@ -128,3 +128,38 @@ def test_manual_reset_starts_a_new_segment(room_sequence, sift) -> None:
     assert r.reset and r.is_keyframe and r.odometry is None and pipe.counters["resets_manual"] == 1
     r = pipe.process(seq.frame(2, depth=True))
     assert r.odometry is not None and r.odometry.segment == 1 and r.state == TrackingState.TRACKING
+
+
+def test_orb_baseline_tracks_rgbd(room_sequence) -> None:
+    from casmtr_ros.matching import build_matcher
+
+    seq = room_sequence
+    pipe = Pipeline(build_matcher("orb", conf={"max_keypoints": 1500}), VOConfig(kf_max_translation_m=0.5))
+    results = [pipe.process(seq.frame(i, depth=True)) for i in range(0, len(seq.images), 2)]
+    assert all(r.odometry is not None for r in results)
+    # ORB keypoints are coarse (pyramid-level quantisation): cm-level, not mm-level like SIFT
+    errors = []
+    for k, r in enumerate(results):
+        gt = _gt_rel(seq, 2 * k)
+        errors.append(np.linalg.norm(r.odometry.T_odom_cam[:3, 3] - gt[:3, 3]))
+        assert _rot_err_deg(r.odometry.T_odom_cam, gt) < 1.0, k
+    assert max(errors) < 0.1 and np.mean(errors) < 0.05
+
+
+def test_sparse_depth_falls_back_to_essential_with_depth_scale(room_sequence, sift) -> None:
+    """Depth valid on a patch of floor only: PnP on it is ill-conditioned, the essential matrix takes the scale."""
+    seq = room_sequence
+    pipe = Pipeline(sift, VOConfig(kf_max_translation_m=0.15, min_depth_points=40))
+    methods = []
+    for i in range(0, 8):
+        f = seq.frame(i, depth=True)
+        sparse = np.full_like(f.depth, np.nan)
+        sparse[220:340, 20:180] = f.depth[220:340, 20:180]
+        f.depth = sparse
+        r = pipe.process(f)
+        assert r.odometry is not None and r.odometry.metric
+        gt = _gt_rel(seq, i)
+        assert np.linalg.norm(r.odometry.T_odom_cam[:3, 3] - gt[:3, 3]) < 0.03, i
+        if r.keyframe_pair is not None:
+            methods.append(r.keyframe_pair.relative_pose.method)
+    assert "essential+depth" in methods
