@@ -7,7 +7,7 @@ the pixel ``(x, y)`` (centre at integer coordinates) sees the world point ``T_wo
 
 Conventions (as in :mod:`casmtr_ros.types`): ``T_world_cam`` maps camera-frame points into the world, the camera
 frame is optical (x right, y down, z forward), ``depth`` is the z coordinate in the camera frame in metres,
-NaN where no plane is hit. 640x480 frames render in ~20-40 ms on one core.
+NaN where no plane is hit. A 640x480 frame of the room scene takes about 55 ms of CPU time.
 
 Example::
 
@@ -186,9 +186,7 @@ def render_view(scene: Scene, K: np.ndarray, T_world_cam: np.ndarray, size: tupl
     color = scene.color
     best_z = np.full((height, width), np.inf, np.float32)
     best_i = np.full((height, width), -1, np.int32)
-    best_s = np.zeros((height, width), np.float32)
-    best_t = np.zeros((height, width), np.float32)
-    best_cos = np.ones((height, width), np.float32)
+    in_camera: dict[int, tuple[np.ndarray, ...]] = {}  # plane index -> origin, u, v, normal in the camera frame
 
     for i, plane in enumerate(scene.planes):
         o_c = R_cw @ (plane.origin - t_wc)
@@ -209,29 +207,35 @@ def render_view(scene: Scene, K: np.ndarray, T_world_cam: np.ndarray, size: tupl
         s = (z * _lin(u_c, wdx, wdy) - float(u_c @ o_c)) * float(1 / (plane.u @ plane.u))
         t = (z * _lin(v_c, wdx, wdy) - float(v_c @ o_c)) * float(1 / (plane.v @ plane.v))
         hit &= (s >= 0) & (s < 1) & (t >= 0) & (t < 1)
-        wz[hit] = z[hit]
-        best_i[win][hit] = i
-        best_s[win][hit] = s[hit]
-        best_t[win][hit] = t[hit]
-        best_cos[win][hit] = np.abs(nd[hit]) / np.sqrt(d2[win][hit])
+        np.copyto(wz, z, where=hit)  # (much faster than boolean-mask assignment)
+        np.copyto(best_i[win], i, where=hit)
+        in_camera[i] = (o_c, u_c, v_c, n_c)
 
     nch = 3 if color else 1
     image = np.empty((height * width, nch), np.float32)
     image[:] = np.asarray(scene.background, np.float32)[:nch]
     flat_i = best_i.reshape(-1)
-    d2_full = d2.reshape(-1)
     f = np.sqrt(fx * fy)
-    for i in np.unique(flat_i[flat_i >= 0]):
+    order = np.argsort(flat_i, kind="stable")  # pixels grouped by the plane they see
+    bounds = np.searchsorted(flat_i[order], np.arange(len(scene.planes) + 1))
+    for i in in_camera:
+        sel = order[bounds[i]:bounds[i + 1]]
+        if not len(sel):
+            continue
         plane = scene.planes[i]
-        sel = np.flatnonzero(flat_i == i)
-        z = best_z.reshape(-1)[sel]
-        cos = np.maximum(best_cos.reshape(-1)[sel], 0.05)
+        o_c, u_c, v_c, n_c = in_camera[i]
+        z, sdx, sdy = best_z.reshape(-1)[sel], dx.reshape(-1)[sel], dy.reshape(-1)[sel]
+        # Texture coordinates of the visible pixels, computed exactly as in the visibility pass.
+        s = (z * _lin(u_c, sdx, sdy) - float(u_c @ o_c)) * float(1 / (plane.u @ plane.u))
+        t = (z * _lin(v_c, sdx, sdy) - float(v_c @ o_c)) * float(1 / (plane.v @ plane.v))
+        ray = np.sqrt(d2.reshape(-1)[sel])
+        cos = np.maximum(np.abs(_lin(n_c, sdx, sdy)) / ray, 0.05)
         # Pixel footprint on the plane (metres), in texels of level 0, decides the mip level.
-        footprint = z * np.sqrt(d2_full[sel]) / (f * cos)
+        footprint = z * ray / (f * cos)
         texels = footprint * max(plane.texture.shape[1] / np.linalg.norm(plane.u),
                                  plane.texture.shape[0] / np.linalg.norm(plane.v))
         level = np.log2(np.maximum(texels, 1e-6))
-        image[sel] = _sample(plane, best_s.reshape(-1)[sel], best_t.reshape(-1)[sel], level, color)
+        image[sel] = _sample(plane, s, t, level, color)
 
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8).reshape(height, width, nch)
     if not color:
