@@ -8,6 +8,7 @@ parameter and service.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -279,6 +280,7 @@ class CasmtrVoNode(Node):
             "compute_path": self.pipeline.matcher.compute_path,
             "matcher": self.values["matcher.name"],
             "sync_backend": self.sync_backend,
+            "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "") or "Fast DDS defaults",
         }
         values["segment"] = getattr(self.pipeline, "segment", 0)
         if result is not None:

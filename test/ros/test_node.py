@@ -19,6 +19,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from casmtr_ros.ros.messages import MATCH_FIELDS, R_BASE_OPTICAL, parse_keyframe_frame_id
+from casmtr_ros.ros.sync import message_filters_available
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -139,6 +140,8 @@ def test_diagnostics_report_state_counts_and_latency(stream: dict) -> None:
     assert len(diags) > 20
     last = diags[-1]["values"]
     assert last["state"] == "tracking" and last["compute_path"] == "cpu" and last["matcher"] == "sift"
+    expected_backend = "message_filters" if message_filters_available() else "casmtr_ros"
+    assert last["sync_backend"] == expected_backend and last["fastdds_profile"].endswith("config/fastdds_shm.xml")
     n = {k: int(last[k]) for k in ("frames_received", "frames_processed", "frames_dropped", "frames_refused",
                                    "frames_ignored_paused")}
     assert n["frames_received"] <= stream["gt"]["sent"]
