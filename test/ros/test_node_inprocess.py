@@ -112,3 +112,41 @@ def test_failed_model_reload_keeps_the_running_matcher(node: CasmtrVoNode) -> No
     assert node.set_parameters([Parameter("matcher.name", value="orb"), Parameter("matcher.weights", value="")])
     assert node.worker.wait_idle(30)
     assert node.pipeline.matcher.name == "orb" and node._model_error is None
+
+
+def _casmtr_with_shipped_weights() -> str | None:
+    """A CasMTR variant that builds without a weights argument (shipped weights), or None."""
+    from casmtr_ros.matching import available_matchers
+    from casmtr_ros.ros.matcher_factory import make_matcher
+    from casmtr_ros.ros.params import all_params
+
+    values = {s.name: s.default for s in all_params()}
+    for name in available_matchers():
+        if name.startswith("casmtr"):
+            try:
+                make_matcher({**values, "matcher.name": name, "matcher.device": "cpu"})
+            except ValueError:
+                continue
+            return name
+    return None
+
+
+@pytest.mark.slow
+def test_node_tracks_with_a_casmtr_variant(scene) -> None:
+    name = _casmtr_with_shipped_weights()
+    if name is None:
+        pytest.skip("no CasMTR variant with shipped weights")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=80)
+    node = CasmtrVoNode(context=context, parameter_overrides=[
+        Parameter("use_depth", value=True), Parameter("matcher.name", value=name),
+        Parameter("matcher.device", value="cpu")])
+    try:
+        poses = demo_trajectory(8, 0.4)
+        for k in range(5):
+            feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))
+        assert not node._errors and node._last_result.odometry is not None
+        assert node._status_values()["compute_path"] == node.pipeline.matcher.compute_path
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
