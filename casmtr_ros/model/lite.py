@@ -24,7 +24,7 @@ from torch import nn
 from casmtr_ros.model.casmtr import BACKBONES
 from casmtr_ros.model.xfeat_backbone import XFeatBackbone
 
-LITE_TRAIN_SIZE = (256, 320)  # H, W of training crops: the sine PE is normalised to this extent
+LITE_TRAIN_SIZE = (192, 256)  # H, W of training crops: the sine PE is normalised to this extent
 
 CASMTR_4C_LITE: dict[str, Any] = {
     "model": "casmtr",

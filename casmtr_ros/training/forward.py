@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from casmtr_ros import ops
+from casmtr_ros.model.quadtree import group_children, ungroup_children
 from casmtr_ros.training import losses as L
 from casmtr_ros.training.supervision import NO_MATCH, fine_target, gt_from_warps
 
@@ -56,11 +56,21 @@ def _subsample(mask: torch.Tensor, limit: int, gen: torch.Generator) -> torch.Te
     return out
 
 
-def _candidate_softmax(f0: torch.Tensor, f1: torch.Tensor, idx: torch.Tensor, temperature: float
-                       ) -> torch.Tensor:
-    C = f0.shape[-1]
-    s = ops.cascade_score(f0.float() / C**0.5, f1.float() / C**0.5, idx) / temperature
-    return torch.softmax(s, -1)
+def _candidate_softmax(f0: torch.Tensor, f1: torch.Tensor, cand: torch.Tensor, h4: int, w4: int,
+                       temperature: float) -> torch.Tensor:
+    """Softmax over the candidates of every 1/4 pixel, ``[B, L4, K]``, in the order of ``per_pixel(cand)``.
+
+    Same scores as ``cascade_score(f0, f1, per_pixel(cand))``, computed once per 1/8 parent (the four children
+    share their candidates): ``<f0_i, f1_j> / (C * temperature)``.
+    """
+    B, L4, C = f0.shape
+    K = cand.shape[-1]
+    rows = f1.float().reshape(B * L4, C)
+    off = torch.arange(B, device=f0.device)[:, None, None] * L4
+    g = rows.index_select(0, (cand + off).reshape(-1)).view(B, -1, K, C)  # [B, L8, K, C]
+    q = group_children(f0.float(), h4, w4)  # [B, L8, 4, C]
+    s = torch.matmul(q, g.transpose(-1, -2)) / (C * temperature)  # [B, L8, 4, K]
+    return torch.softmax(ungroup_children(s, h4, w4), -1)
 
 
 def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], parts: list[str],
@@ -104,9 +114,9 @@ def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], parts:
     idx_c10 = tr.per_pixel(cand10, h4, w4)
     temp = float(getattr(model.cascade_matching_4c, "temperature", 1.0))
     with torch.autocast(dev.type, enabled=False):
-        p01 = _candidate_softmax(q0, q1, idx_c01, temp)
+        p01 = _candidate_softmax(q0, q1, cand01, h4, w4, temp)
         with torch.no_grad():
-            p10 = _candidate_softmax(q1, q0, idx_c10, temp)
+            p10 = _candidate_softmax(q1, q0, cand10, h4, w4, temp)
     conf01, arg01 = p01.detach().max(-1)
     j01 = torch.gather(idx_c01, 2, arg01[..., None])[..., 0]
     j10 = torch.gather(idx_c10, 2, p10.argmax(-1)[..., None])[..., 0]

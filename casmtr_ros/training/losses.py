@@ -43,14 +43,14 @@ def focal_terms(p: torch.Tensor, pos: torch.Tensor, alpha: float, gamma: float) 
 def coarse_loss(conf: torch.Tensor, gt_idx: torch.Tensor, c: LossConf = LossConf()) -> torch.Tensor:
     """Dual-softmax focal loss. ``conf [B, L0, L1]`` probabilities, ``gt_idx [B, L0]`` target cell or ``NO_MATCH``.
 
-    As in the official code, cell 0 of image 0 never counts as a positive. Pairs without any positive use only
-    the negative term.
+    Unlike the official code (which maps invalid warps to cell 0 and therefore never uses cell 0 as a positive),
+    the GT here marks missing matches explicitly, so every cell can be a positive. Pairs without any positive
+    use only the negative term.
     """
     losses = []
     for b in range(conf.shape[0]):
         pos = torch.zeros_like(conf[b], dtype=torch.bool)
         rows = torch.nonzero(gt_idx[b] != NO_MATCH).squeeze(1)
-        rows = rows[rows != 0]
         pos[rows, gt_idx[b, rows]] = True
         lp, ln = focal_terms(conf[b], pos, c.focal_alpha, c.focal_gamma)
         losses.append(c.pos_weight * lp + c.neg_weight * ln)
