@@ -80,7 +80,7 @@ class CasmtrVoNode(Node):
         self._path: deque = deque(maxlen=int(self.values["path.max_length"]))
         self._kf_stamps: deque[int] = deque(maxlen=20)
         self._counts: dict[str, int] = {"received": 0, "paused": 0, "processed": 0, "keyframes": 0,
-                                        "published_odometry": 0}
+                                        "published_odometry": 0, "debug_images": 0}
         self._errors: dict[str, int] = {}
         self._notices: dict[str, int] = {}
         self._last_error: tuple[str, str] | None = None
@@ -215,6 +215,7 @@ class CasmtrVoNode(Node):
                     and self.pub_debug.get_subscription_count() > 0):
                 canvas = M.draw_matches(self._kf_image[1], frame.image, pair, int(v["debug_image.max_matches"]))
                 self.pub_debug.publish(M.debug_image_msg(canvas, pair.stamp1_ns, frame.frame_id))
+                self._counts["debug_images"] += 1
         if result.is_keyframe:
             self._kf_image = (frame.stamp_ns, frame.image)
         if result.odometry is not None:

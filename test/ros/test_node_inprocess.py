@@ -150,3 +150,16 @@ def test_node_tracks_with_a_casmtr_variant(scene) -> None:
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_debug_image_is_drawn_only_while_someone_subscribes(node: CasmtrVoNode, scene) -> None:
+    poses = demo_trajectory(16, 1.6)
+    node.set_parameters([Parameter("vo.kf_max_translation_m", value=0.15)])
+    for k in range(6):
+        feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))
+    assert node._counts["keyframes"] >= 1 and node._counts["debug_images"] == 0
+    keyframes = node._counts["keyframes"]
+    node.create_subscription(Image, "~/debug_image", lambda msg: None, 1)
+    for k in range(6, 16):
+        feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))
+    assert node._counts["keyframes"] > keyframes and node._counts["debug_images"] >= 1
