@@ -13,6 +13,7 @@ from casmtr_ros.ros.params import (
     all_params,
     declare_all,
     descriptor,
+    render_markdown,
     render_yaml,
     spec_by_name,
     undocumented_vo_fields,
@@ -121,5 +122,6 @@ def test_readme_ros_section_documents_every_parameter_topic_and_service() -> Non
     section = readme[start:readme.index("<!-- section:", start + 10)]
     for spec in all_params():
         assert f"| `{spec.name}` |" in section, spec.name
+    assert render_markdown() in section  # regenerate with `python -m casmtr_ros.ros.params --markdown`
     for name in (*SUBSCRIBED, *PUBLISHED, *SERVICES, *MATCH_FIELDS):
         assert f"`{name}`" in section, name
