@@ -50,6 +50,12 @@ def network_size(h: int, w: int, resize: int | None, multiple: int = 32) -> tupl
     return hn, wn
 
 
+def scale_points(pts: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """Map ``(x, y)`` points between two resolutions of one image (pixel centres at integers, as cv2.resize)."""
+    s = np.array([dst_hw[1] / src_hw[1], dst_hw[0] / src_hw[0]], dtype=np.float32)
+    return ((pts + 0.5) * s - 0.5).astype(np.float32)
+
+
 def prepare(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a checked image to ``size (h, w)`` and return ``[3, h, w]`` float32 RGB in [0, 1]."""
     img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
@@ -185,12 +191,10 @@ class CasMTRMatcher(Matcher):
         return Matches(k0, k1, conf, cmap, timings)
 
     def _to_original(self, pts: np.ndarray, net_hw: tuple[int, int], orig_hw: tuple[int, int]) -> np.ndarray:
-        sx = orig_hw[1] / net_hw[1]
-        sy = orig_hw[0] / net_hw[0]
-        s = np.array([sx, sy], dtype=np.float32)
-        if self.quirks == "official":
-            return pts * s  # the official convention: mkpts * scale
-        return (pts + 1.0) * s - 0.5  # centre of the matched 1/2 pixel, pixel centres at integers
+        if self.quirks == "official":  # the official convention: network points times (orig / net)
+            return pts * np.array([orig_hw[1] / net_hw[1], orig_hw[0] / net_hw[0]], dtype=np.float32)
+        # the model's points are the top-left pixel of the matched 1/2 pixel; use that 1/2 pixel's centre
+        return scale_points(pts + 0.5, net_hw, orig_hw)
 
 
 def _factory(variant: str) -> Any:

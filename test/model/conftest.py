@@ -15,6 +15,16 @@ import fake_ckpt
 PARITY_THRESHOLDS = {"match_coarse": {"thr": 0.0}, "match_cascade": {"test_thr": 0.0, "pre_thr": 0.0}}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run model tests on one intra-op thread: on the shared 2-core machine, two spinning OpenMP threads
+    competing with other processes make small forwards ~8x slower. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def outdoor_manifest(reference_dir: Path) -> Path:
     return reference_dir / "casmtr_4c_outdoor_state_dict.tsv"

@@ -1,0 +1,125 @@
+"""CasMTRMatcher: the public API on real images, with the seeded random official-layout checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from casmtr_ros.matching import available_matchers, build_matcher
+from casmtr_ros.matching.casmtr import network_size, prepare, scale_points
+from casmtr_ros.model import VARIANTS
+from casmtr_ros.types import InputError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+import fake_ckpt
+
+THR0 = {"test_thr": 0.0, "pre_thr": 0.0, "coarse_thr": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread (see test/model/conftest.py: spinning OpenMP threads on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def fake_sd(reference_dir):
+    return fake_ckpt.fake_state_dict(reference_dir / "casmtr_4c_outdoor_state_dict.tsv")
+
+
+@pytest.fixture(scope="module")
+def small(fake_sd):
+    return build_matcher("casmtr-4c-outdoor", weights=fake_sd, resize=160, device="cpu", **THR0)
+
+
+@pytest.fixture(scope="module")
+def kitti(shared_data):
+    frames = sorted((shared_data / "kitti06_seq" / "image_0").glob("*.png"))
+    return cv2.imread(str(frames[0]), cv2.IMREAD_GRAYSCALE), cv2.imread(str(frames[1]), cv2.IMREAD_GRAYSCALE)
+
+
+def test_every_variant_is_registered():
+    names = available_matchers()
+    assert all(v in names for v in VARIANTS)
+
+
+def test_api_reproduces_official_parity(reference_dir, fake_sd):
+    golden = torch.load(reference_dir / "parity" / "outdoor_kitti06_000000_000001_640x192_thr0.pt")
+    m = build_matcher("casmtr-4c-outdoor", weights=fake_sd, resize=640, quirks="official", **THR0)
+    im0, im1 = (golden[k][0].permute(1, 2, 0).numpy() for k in ("image0", "image1"))  # uint8 HxWx3 RGB
+    res = m.match(im0, im1)
+    order = np.lexsort(res.kpts0.T[::-1])
+    ref0, ref1 = golden["mkpts0_f"].numpy(), golden["mkpts1_f"].numpy()
+    ref_order = np.lexsort(ref0.T[::-1])
+    np.testing.assert_array_equal(res.kpts0[order], ref0[ref_order])
+    np.testing.assert_allclose(res.kpts1[order], ref1[ref_order], atol=1e-3)
+    assert set(res.timings) >= {"backbone", "coarse_attention", "coarse_matching", "cascade_attention",
+                                "cascade_matching", "refinement"}
+
+
+def test_coordinate_round_trip_through_resizing():
+    h, w = 333, 517
+    x0, y0 = 301.0, 97.0
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 6.0**2))
+    image = (blob * 255).astype(np.uint8)
+    net = network_size(h, w, 160)
+    assert net[0] % 32 == 0 and net[1] % 32 == 0
+    small = prepare(image, net)[0].astype(np.float64)
+    ys, xs = np.mgrid[0 : net[0], 0 : net[1]]
+    centroid = np.array([[(small * xs).sum() / small.sum(), (small * ys).sum() / small.sum()]], dtype=np.float32)
+    back = scale_points(centroid, net, (h, w))
+    np.testing.assert_allclose(back[0], [x0, y0], atol=0.6)
+    np.testing.assert_allclose(scale_points(back, (h, w), net), centroid, atol=1e-4)
+
+
+def test_odd_sizes_and_different_sizes(small, kitti):
+    im0 = kitti[0][:333, :517]  # odd size, grey uint8
+    im1 = cv2.cvtColor(cv2.resize(kitti[1], (400, 121)), cv2.COLOR_GRAY2RGB).astype(np.float32) / 255  # RGB float
+    assert network_size(*im0.shape[:2], 160) != network_size(*im1.shape[:2], 160)  # padded to a common size
+    res = small.match(im0, im1)
+    assert len(res) > 0 and np.isfinite(res.kpts0).all() and np.isfinite(res.kpts1).all()
+    for pts, im in ((res.kpts0, im0), (res.kpts1, im1)):
+        assert (pts >= 0).all() and (pts[:, 0] < im.shape[1]).all() and (pts[:, 1] < im.shape[0]).all()
+    assert ((res.confidence >= 0) & (res.confidence <= 1)).all()
+
+
+def test_deterministic_and_input_types(small, kitti):
+    a = small.match(*kitti)
+    b = small.match(*kitti)
+    np.testing.assert_array_equal(a.kpts0, b.kpts0)
+    np.testing.assert_array_equal(a.kpts1, b.kpts1)
+    rgb = [np.repeat(k[:, :, None], 3, 2) for k in kitti]
+    c = small.match(torch.from_numpy(rgb[0]).permute(2, 0, 1), rgb[1].astype(np.float32) / 255)
+    np.testing.assert_allclose(c.kpts1, a.kpts1, atol=1e-3)
+
+
+def test_confidence_map_and_match_threshold(fake_sd, kitti):
+    m = build_matcher("casmtr-4c-outdoor", weights=fake_sd, resize=160, return_confidence_map=True,
+                      match_thr=0.011, nms_kernel=0, **THR0)
+    res = m.match(*kitti)
+    net = network_size(*kitti[0].shape, 160)
+    assert res.confidence_map.shape == (net[0] // 4, net[1] // 4)
+    assert (res.confidence > 0.011).all()
+
+
+def test_errors(fake_sd, kitti):
+    with pytest.raises(ValueError, match="random_init"):
+        build_matcher("casmtr-4c-outdoor")
+    with pytest.raises(ValueError, match="unknown option"):
+        build_matcher("casmtr-4c-outdoor", weights=fake_sd, bogus=1)
+    m = build_matcher("casmtr-4c-outdoor", random_init=True, resize=160)
+    with pytest.raises(InputError, match="in \\[0, 1\\]"):
+        m.match(kitti[0].astype(np.float32), kitti[1])
+    with pytest.raises(InputError):
+        m.match(np.zeros((4, 4), np.uint8), kitti[1])
+    with pytest.raises(InputError):
+        m.match("not an image", kitti[1])
