@@ -163,3 +163,19 @@ def test_debug_image_is_drawn_only_while_someone_subscribes(node: CasmtrVoNode, 
     for k in range(6, 16):
         feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))
     assert node._counts["keyframes"] > keyframes and node._counts["debug_images"] >= 1
+
+
+def test_reset_accepts_a_stream_that_starts_over(node: CasmtrVoNode, scene) -> None:
+    poses = demo_trajectory(6, 0.3)
+    for k in range(3):
+        feed(node, frame_set(scene, poses[k], (k + 10) * 100_000_000, (320, 240)))
+    feed(node, frame_set(scene, poses[3], 100_000_000, (320, 240)))  # a bag replayed from its start
+    assert node._errors == {"stamp": 1} and "call ~/reset" in node._last_error[1]
+    from std_srvs.srv import Trigger
+
+    response = node._on_reset(Trigger.Request(), Trigger.Response())
+    assert response.success
+    for k in range(3):
+        feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))
+    assert node._errors == {"stamp": 1} and node._counts["processed"] == 6
+    assert node._last_result.odometry is not None
