@@ -32,6 +32,7 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POSE_TYPES = ("geometry_msgs/msg/PoseStamped", "nav_msgs/msg/Odometry", "geometry_msgs/msg/TransformStamped",
               "geometry_msgs/msg/PoseWithCovarianceStamped")
+MAX_PENDING = 100  # images held back waiting for camera_info or depth before giving up on them
 GT_NAME = re.compile(r"ground_?truth|groundtruth|(^|/)gt(/|_|$)|vicon|mocap|leica", re.IGNORECASE)
 
 
@@ -260,8 +261,8 @@ class BagSource(FrameSource):
         def ready(head_stamp: int, final: bool) -> bool:
             if latest_camera is None and head_stamp not in cameras:
                 return False if not final else _no_info()
-            if self.info.depth_topic is None or final:
-                return True
+            if self.info.depth_topic is None or final or len(pending) > MAX_PENDING:
+                return True  # (a depth stream that stops must not hold the images back forever)
             return self._find_depth(depths, head_stamp) is not None or last_depth_stamp > head_stamp + self.tolerance_ns
 
         def _no_info() -> bool:
@@ -305,9 +306,9 @@ class BagSource(FrameSource):
                     emitted += 1
                     if self.max_frames is not None and emitted >= self.max_frames:
                         return
-                if len(pending) > 200:
-                    raise BagError(f"200 images on {self.info.image_topic} wait for a camera_info or depth message "
-                                   f"that never comes (check --info-topic / --depth-topic)")
+                if len(pending) > MAX_PENDING:
+                    raise BagError(f"{MAX_PENDING} images on {self.info.image_topic} arrived before any camera_info "
+                                   f"on {self.info.info_topic} (check --info-topic)")
             while pending and ready(pending[0][0], True):
                 yield emit()
                 emitted += 1

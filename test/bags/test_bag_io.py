@@ -289,3 +289,16 @@ def test_compressed_images_odometry_ground_truth_and_size_mismatch(tmp_path: Pat
     write(tmp_path / "bad", 50)
     with pytest.raises(BagError, match="image is 96x64 but camera_info says 50x64"):
         list(open_source(tmp_path / "bad"))
+
+
+def test_depth_stream_that_stops(tmp_path: Path) -> None:
+    """Images after the last depth message still come out, in order, without depth."""
+    seq = list(demo_frames(DemoConfig(frames=130, width=48, height=32, depth=True, noise_std=0)))
+    with BagWriter(tmp_path / "bag") as bag:
+        for k, (frame, pose) in enumerate(seq):
+            if k >= 10:
+                frame.depth = None
+            bag.write_frame(frame, pose)
+    got = list(open_source(tmp_path / "bag"))
+    assert [f.stamp_ns for f in got] == [f.stamp_ns for f, _ in seq]
+    assert [f.depth is not None for f in got] == [k < 10 for k in range(130)]
