@@ -59,33 +59,38 @@ class NeighborWindowAttention(nn.Module):
         return bias.view(n_q, -1, self.num_heads).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, Hp, Wp, C]`` (already normalised and padded to multiples of ``ws``) -> ``[B, Hp, Wp, C]``."""
+        """``x [B, Hp, Wp, C]`` (already normalised and padded to multiples of ``ws``) -> ``[B, Hp, Wp, C]``.
+
+        Keys/values are projected once on the zero-padded map; the ``3ws x 3ws`` neighbourhoods are unfolded one
+        band of window rows at a time, so the extra memory is bounded by the chunk size, not 9x the map.
+        """
         B, Hp, Wp, C = x.shape
         ws, nh, hd = self.window_size, self.num_heads, C // self.num_heads
         pad = (self.n_win // 2) * ws
+        side = self.n_win * ws
         nwy, nwx = Hp // ws, Wp // ws
-        # Queries: window partition, [B*nW, ws*ws, C].
-        q = self.Wq(x).view(B, nwy, ws, nwx, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B * nwy * nwx, ws * ws, C)
-        # Keys/values: project the zero-padded map once, then unfold the neighbourhoods (row-major).
+        # Queries: window partition, [B, nwy, nwx, ws*ws, C].
+        q = self.Wq(x).view(B, nwy, ws, nwx, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, nwy, nwx, ws * ws, C)
         xp = F.pad(x, (0, 0, pad, pad, pad, pad))
+        kp, vp = self.Wk(xp), self.Wv(xp)  # padded tokens -> the Linear biases (no masking)
 
-        def neighbourhoods(t: torch.Tensor) -> torch.Tensor:
-            side = self.n_win * ws
-            u = F.unfold(t.permute(0, 3, 1, 2), kernel_size=side, stride=ws)  # [B, C*side², nW]
+        def neighbourhoods(t: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+            """Row-major ``side x side`` neighbourhoods of window rows ``r0..r1-1``: ``[B*(r1-r0)*nwx, side², C]``."""
+            band = t[:, r0 * ws : r1 * ws + 2 * pad].permute(0, 3, 1, 2)
+            u = F.unfold(band, kernel_size=side, stride=ws)  # [B, C*side², (r1-r0)*nwx]
             return u.view(B, C, side * side, -1).permute(0, 3, 2, 1).reshape(-1, side * side, C)
 
-        k = neighbourhoods(self.Wk(xp))
-        v = neighbourhoods(self.Wv(xp))
         bias = self.position_bias().unsqueeze(0)
         out = torch.empty_like(q)
-        n = q.shape[0]
-        for s in range(0, n, _WINDOW_CHUNK):
-            e = min(n, s + _WINDOW_CHUNK)
-            qh = q[s:e].view(e - s, -1, nh, hd).transpose(1, 2) * self.scale
-            kh = k[s:e].view(e - s, -1, nh, hd).transpose(1, 2)
-            vh = v[s:e].view(e - s, -1, nh, hd).transpose(1, 2)
+        rows = max(1, _WINDOW_CHUNK // max(1, B * nwx))
+        for r0 in range(0, nwy, rows):
+            r1 = min(nwy, r0 + rows)
+            n = B * (r1 - r0) * nwx
+            qh = q[:, r0:r1].reshape(n, -1, nh, hd).transpose(1, 2) * self.scale
+            kh = neighbourhoods(kp, r0, r1).view(n, -1, nh, hd).transpose(1, 2)
+            vh = neighbourhoods(vp, r0, r1).view(n, -1, nh, hd).transpose(1, 2)
             attn = torch.softmax(qh @ kh.transpose(-2, -1) + bias, dim=-1)
-            out[s:e] = (attn @ vh).transpose(1, 2).reshape(e - s, -1, C)
+            out[:, r0:r1] = (attn @ vh).transpose(1, 2).reshape(B, r1 - r0, nwx, -1, C)
         out = self.proj(out)
         return out.view(B, nwy, nwx, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
 

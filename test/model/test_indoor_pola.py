@@ -88,3 +88,19 @@ def test_pola_rejects_bad_token_count() -> None:
     with pytest.raises(ValueError, match="tokens"):
         block(torch.zeros(1, 10, 16), 3, 4)
 
+
+
+def test_pola_banded_unfold_matches_naive(monkeypatch) -> None:
+    """One window row per band (the memory-bounded path for large maps) gives the naive result too."""
+    import casmtr_ros.model.pola as pola
+
+    monkeypatch.setattr(pola, "_WINDOW_CHUNK", 1)
+    torch.manual_seed(3)
+    block = POLATransBlock(dim=16, num_heads=4).double().eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.3)
+        x = torch.randn(1, 16 * 10, 16, dtype=torch.float64)
+        got = block(x, 16, 10)
+        want = naive_pola(block, x, 16, 10)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
