@@ -137,7 +137,7 @@ class BagSource(FrameSource):
         self.info.info_topic = self._pick_info(topics, info_topic, listing)
         if use_depth:
             self.info.depth_topic = self._pick_depth(topics, depth_topic, listing)
-        if gt is not None and not gt.startswith("/") and Path(gt).exists():
+        if gt is not None and Path(gt).is_file():  # a TUM file (checked first: topics are not files)
             self._gt_file = Path(gt)
         else:
             self.info.gt_topic = self._pick_gt(topics, gt, listing)

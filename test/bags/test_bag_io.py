@@ -302,3 +302,13 @@ def test_depth_stream_that_stops(tmp_path: Path) -> None:
     got = list(open_source(tmp_path / "bag"))
     assert [f.stamp_ns for f in got] == [f.stamp_ns for f, _ in seq]
     assert [f.depth is not None for f in got] == [k < 10 for k in range(130)]
+
+
+def test_ground_truth_from_tum_file(tmp_path: Path, frames: list) -> None:
+    make_demo_bag(tmp_path / "bag", CFG)
+    poses = [p.copy() for _, p in frames]
+    poses[1][:3, 3] += 1.0
+    write_tum(tmp_path / "gt.tum", Trajectory([f.stamp_ns for f, _ in frames], poses))
+    src = open_source(tmp_path / "bag", gt=str((tmp_path / "gt.tum").resolve()))  # absolute path, not a topic
+    assert src.info.gt_topic is None
+    np.testing.assert_allclose(src.ground_truth().poses, poses, atol=1e-8)
