@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from casmtr_ros.evaluation.common import make_matcher, parse_options
     from casmtr_ros.evaluation.homography import HomographyConfig, evaluate_homography
 
-    config = HomographyConfig(short_side=args.short_side or None, ransac_threshold_px=args.ransac_px)
+    config = HomographyConfig(short_side=args.short_side or None, ransac_threshold_px=args.ransac_px,
+                              top_k=args.top_k)
     results = {}
     for name in args.matcher:
         matcher, _ = make_matcher(name, args.weights, parse_options(args.matcher_opt))
@@ -37,5 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="an HPatches sequence folder or a folder of sequences")
     p.add_argument("--short-side", type=int, default=480, help="resize shorter side to this (0 = original; 480)")
     p.add_argument("--ransac-px", type=float, default=3.0, help="homography RANSAC threshold in pixels (3)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the K most confident matches (LoFTR: 1000)")
     add_common(p)
     p.set_defaults(func=run)

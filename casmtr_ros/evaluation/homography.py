@@ -33,6 +33,7 @@ class HomographyConfig:
     confidence: float = 0.99999
     max_iters: int = 10000
     inlier_threshold_px: float = 3.0  # a match is correct when the GT homography maps it within this distance
+    top_k: int | None = None  # keep only the most confident K matches (LoFTR's HPatches setting uses 1000)
 
 
 def find_sequences(root: str | Path) -> list[Path]:
@@ -98,6 +99,8 @@ def evaluate_homography(matcher: Matcher, root: str | Path, config: HomographyCo
         # ground truth in resized coordinates: H = S1 H_gt S0^-1
         H_gt = np.diag([sx1, sy1, 1.0]) @ read_homography(seq / f"H_1_{k}") @ np.diag([1 / sx0, 1 / sy0, 1.0])
         matches, seconds = timed_match(matcher, img0, img1)
+        if config.top_k is not None and len(matches) > config.top_k:
+            matches = matches.subset(np.argsort(-matches.confidence, kind="stable")[:config.top_k])
         k0, k1 = matches.kpts0.astype(np.float64), matches.kpts1.astype(np.float64)
         err = float("inf")
         inliers = 0

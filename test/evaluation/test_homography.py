@@ -30,6 +30,9 @@ def test_v_churchill_sift(shared_data: Path) -> None:
     assert s["auc@10"] > 0.4 and s["precision"] > 0.5
     assert s["auc@3"] <= s["auc@5"] <= s["auc@10"]
     assert [r["pair"] for r in res["pairs"]] == ["1-2", "1-3", "1-4", "1-5", "1-6"]
+    top = evaluate_homography(build_matcher("sift"), seq, HomographyConfig(short_side=240, top_k=50))["pairs"]
+    counts = [r["matches"] for r in top]
+    assert max(counts) == 50 and all(0 < c <= 50 for c in counts)
 
 
 def test_wrong_ground_truth_fails(shared_data: Path, tmp_path: Path) -> None:
