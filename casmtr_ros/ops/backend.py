@@ -154,6 +154,13 @@ def use_kernels(*tensors: torch.Tensor) -> bool:
     return True
 
 
+def backend_name(device_type: str = "cuda") -> str:
+    """``"cuda"`` or ``"torch"``: the path tensors of ``device_type`` take now (does not build anything)."""
+    if device_type != "cuda" or SETTINGS.backend == "torch":
+        return "torch"
+    return "cuda" if extension() is not None else "torch"
+
+
 def backend_info() -> dict[str, object]:
     """Setting, extension state and reason, for logs and benchmark records (does not build anything)."""
     ext = extension()

@@ -59,6 +59,15 @@ def test_forced_cuda_with_cpu_tensors_is_a_clear_error():
         ops.cascade_score(*_cascade_inputs())
 
 
+def test_backend_name_per_device_type():
+    backend.set_backend("auto")
+    assert ops.backend_name("cpu") == "torch"
+    expected = "cuda" if backend.extension() is not None else "torch"
+    assert ops.backend_name("cuda") == expected
+    backend.set_backend("torch")
+    assert ops.backend_name("cuda") == "torch"
+
+
 def test_unknown_backend_rejected():
     with pytest.raises(ValueError, match="must be one of"):
         backend.set_backend("triton")

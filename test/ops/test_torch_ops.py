@@ -123,6 +123,28 @@ def test_value_aggregation_per_child_indices_differ():
     assert not torch.allclose(out[:, :, 3], out2[:, :, 3])
 
 
+def test_value_aggregation_children_sharing_indices():
+    """CasMTR passes the parent's candidates repeated for the 4 children (a faster path in torch_ops)."""
+    s, v, i = value_inputs(B=2, N=3, M=9, K=4, H=2, D=3)
+    i = i[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()
+    torch.testing.assert_close(ops.value_aggregation(s, v, i).double(), naive_value_aggregation(s, v, i),
+                               rtol=1e-5, atol=1e-5)
+    s64, v64 = s.double().requires_grad_(True), v.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: ops.value_aggregation(a, b, i), (s64, v64))
+
+
+def test_index_just_past_a_batch_is_refused():
+    """Row gathers flatten the batch: index N2 in batch 0 must not silently read batch 1."""
+    q, k, i = cascade_inputs(B=2, N2=13)
+    i[0, 0, 0] = 13
+    with pytest.raises(IndexError, match="out of range"):
+        ops.cascade_score(q, k, i)
+    s, v, vi = value_inputs(B=2, M=9)
+    vi[1, 0, 0, 0, 0] = -1
+    with pytest.raises(IndexError, match="out of range"):
+        ops.value_aggregation(s, v, vi)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_accumulate_in_fp32(dtype):
     q, k, i = cascade_inputs(C=64, dtype=dtype)
