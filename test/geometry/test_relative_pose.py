@@ -126,3 +126,17 @@ def test_pnp_covariance_is_consistent() -> None:
         err = np.concatenate([est.t - T_TRUE, log_so3(est.R @ R_TRUE.T)])
         nees.append(err @ np.linalg.solve(est.covariance, err))
     assert 6 / 3 < np.mean(nees) < 6 * 3
+
+
+def test_refinement_lowers_the_sampson_error() -> None:
+    x0, x1, _, _ = _scene(8, noise_px=1.0, outliers=0.1)
+    raw = estimate_essential(x0, x1, VerifyParams(focal_px=F, threshold_px=2.0, refine=False))
+    ref = estimate_essential(x0, x1, VerifyParams(focal_px=F, threshold_px=2.0, refine=True))
+    both = raw.inlier_mask & ref.inlier_mask
+    from casmtr_ros.geometry.covariance import sampson_residuals
+
+    def rms(e):
+        return np.sqrt(np.mean(sampson_residuals(e.R, e.t, x0[both], x1[both]) ** 2))
+
+    assert rms(ref) < rms(raw)
+    assert _rot_err_deg(ref.R) < 0.5 and _dir_err_deg(ref.t) < 3.0

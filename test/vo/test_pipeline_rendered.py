@@ -163,3 +163,26 @@ def test_sparse_depth_falls_back_to_essential_with_depth_scale(room_sequence, si
         if r.keyframe_pair is not None:
             methods.append(r.keyframe_pair.relative_pose.method)
     assert "essential+depth" in methods
+
+
+def test_pure_rotation_gives_rotation_only_poses(sift) -> None:
+    """A panning camera (no translation): monocular poses without any scale, accurate rotation, t = 0."""
+    from casmtr_ros.bags.render import render_view
+    from casmtr_ros.bags.scenes import default_intrinsics, look_at, room_scene
+    from casmtr_ros.types import CameraModel, Frame
+
+    scene = room_scene(seed=1)
+    K = default_intrinsics(480, 360)
+    cam = CameraModel(K, 480, 360)
+    eye = np.array([-1.0, 0.0, 1.4])
+    poses = [look_at(eye, eye + np.array([np.cos(a), np.sin(a), -0.05])) for a in np.radians(np.arange(0, 12, 1.5))]
+    pipe = Pipeline(sift, VOConfig())
+    for i, T in enumerate(poses):
+        img, _ = render_view(scene, K, T, (480, 360))
+        r = pipe.process(Frame(i * 100_000_000, img, cam))
+        assert r.odometry is not None, r.status
+        gt = invert(poses[0]) @ T
+        assert np.all(r.odometry.T_odom_cam[:3, 3] == 0)
+        assert _rot_err_deg(r.odometry.T_odom_cam, gt) < 0.05, i
+    assert pipe.state == TrackingState.INITIALISING  # no parallax: monocular scale not set up
+    assert pipe.counters["keyframes"] <= 2 and pipe.counters["failures"] == 0
