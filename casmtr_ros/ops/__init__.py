@@ -10,4 +10,9 @@ from casmtr_ros.ops.dispatch import cascade_score, score_computation, value_aggr
 __all__ = [
     "backend_info",
     "backend_name",
-    "cascade_score", "get_backend", "score_computation", "set_backend", "value_aggregation"]
+    "cascade_score",
+    "get_backend",
+    "score_computation",
+    "set_backend",
+    "value_aggregation",
+]
