@@ -176,6 +176,7 @@ class Pipeline:
         matches = self.matcher.match(kf.image, frame.image)
         t1 = time.perf_counter()
         timings["match"] = t1 - t0
+        timings.update({f"match.{k}": float(v) for k, v in matches.timings.items()})
         n = len(matches)
         x0n = normalize_points(kf.camera, matches.kpts0)
         x1n = normalize_points(frame.camera, matches.kpts1)
@@ -247,8 +248,10 @@ class Pipeline:
             pair = self._new_keyframe(checked, matches, x0n, x1n, depth0, est, odom.T_odom_cam, odom.pose_covariance)
             if pair is None:
                 self.counters["kf_no_depth"] += 1
-            elif reason == "initialisation":
-                self.counters["initialisations"] += 1
+            else:
+                self.counters[f"kf_reason_{reason}"] += 1
+                if reason == "initialisation":
+                    self.counters["initialisations"] += 1
         initialised = self.keyframe.has_scale
         recovered = self.tracker.on_success(initialised)
         if recovered:

@@ -146,8 +146,12 @@ class FrameResult:
         keyframe_pair: the new verified keyframe pair when ``is_keyframe`` and a previous keyframe exists.
         odometry: the camera pose, or None when no verified pose exists for this frame (initialising, lost,
             verification failed). A pose that failed verification is never emitted.
-        timings: seconds per stage (``match``, ``geometry``, ``covariance``, ``total`` ...).
-        counters: cumulative diagnostic counters of the pipeline (frames, keyframes, failures by reason ...).
+        timings: seconds per stage: ``validate``, ``match`` (with the matcher's own stages as ``match.<name>``),
+            ``geometry`` (verification and covariance), ``keyframe`` (policy, odometry, new keyframe), ``total``.
+        counters: cumulative diagnostic counters of the pipeline: ``frames``, ``input_errors``, ``keyframes``,
+            ``poses``, ``failures`` and ``fail_<reason>``, ``lost_events``, ``recoveries``, ``resets_auto`` /
+            ``resets_manual`` / ``resets_stamp_jump`` / ``resets_camera_changed``, ``depth_all_invalid``,
+            ``initialisations``, ``kf_no_depth``, ``kf_reason_<reason>``.
         status: one line saying what happened (``"tracked"``, ``"keyframe"``, ``"failed: too few inliers"``...).
         reset: True when the pipeline reset itself (or was reset) at this frame; a new segment starts here.
         num_matches: matches against the last keyframe; num_inliers: of the verified model (0 when none).
