@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from casmtr_ros.geometry.se3 import invert, log_so3
+from casmtr_ros.types import Frame
 from casmtr_ros.vo import Pipeline, TrackingState, VOConfig
 
 
@@ -169,7 +170,7 @@ def test_pure_rotation_gives_rotation_only_poses(sift) -> None:
     """A panning camera (no translation): monocular poses without any scale, accurate rotation, t = 0."""
     from casmtr_ros.bags.render import render_view
     from casmtr_ros.bags.scenes import default_intrinsics, look_at, room_scene
-    from casmtr_ros.types import CameraModel, Frame
+    from casmtr_ros.types import CameraModel
 
     scene = room_scene(seed=1)
     K = default_intrinsics(480, 360)
@@ -186,3 +187,22 @@ def test_pure_rotation_gives_rotation_only_poses(sift) -> None:
         assert _rot_err_deg(r.odometry.T_odom_cam, gt) < 0.05, i
     assert pipe.state == TrackingState.INITIALISING  # no parallax: monocular scale not set up
     assert pipe.counters["keyframes"] <= 2 and pipe.counters["failures"] == 0
+
+
+def test_random_matches_never_give_a_pose(room_sequence, sift) -> None:
+    """Unrelated textured frames: matches exist but are geometrically random; verification rejects them all."""
+    seq = room_sequence
+    pipe = Pipeline(sift, VOConfig(reset_after_lost_frames=0))
+    pipe.process(seq.frame(0, depth=False))
+    rng = np.random.default_rng(0)
+    for i in range(1, 5):
+        noise = cv2_blur(rng.integers(0, 255, seq.images[0].shape, dtype=np.uint8))
+        r = pipe.process(Frame(i * 100_000_000, noise, seq.camera))
+        assert r.odometry is None and r.keyframe_pair is None and r.status.startswith("failed")
+    assert pipe.counters["failures"] == 4 and pipe.state == TrackingState.LOST
+
+
+def cv2_blur(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), 1.5)
