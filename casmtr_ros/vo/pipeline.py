@@ -117,6 +117,8 @@ class Pipeline:
         result = self._start_segment(checked) if self.keyframe is None else self._track(checked, timings)
         result.timings = {**timings, **result.timings, "total": time.perf_counter() - t_start}
         result.counters = dict(self.counters)
+        if result.keyframe_pair is not None:
+            result.keyframe_pair.timings = dict(result.timings)
         if result.odometry is not None:
             self.counters["poses"] += 1
             result.counters["poses"] = self.counters["poses"]

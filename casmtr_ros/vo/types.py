@@ -85,6 +85,7 @@ class KeyframePair:
         relative_pose: ``T_1_0`` of the pair (see :class:`RelativePose`).
         frame_id0, frame_id1: optical frame ids of both images.
         segment: tracking segment both keyframes belong to (increments on every reset).
+        timings: seconds per stage for the frame that made the pair (as :attr:`FrameResult.timings`).
     """
 
     stamp0_ns: int
@@ -95,6 +96,7 @@ class KeyframePair:
     frame_id0: str = "camera_optical_frame"
     frame_id1: str = "camera_optical_frame"
     segment: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,7 +110,7 @@ class Odometry:
         pose_covariance: 6x6 covariance of ``T_odom_cam`` (parent = odometry frame), grows along the trajectory.
         twist: (6,) ``(vx, vy, vz, wx, wy, wz)`` of the camera in the *camera* frame (ROS ``child_frame_id``
             convention), units/s and rad/s, from this and the previous emitted pose (zeros on the first).
-        twist_covariance: 6x6 covariance of ``twist``.
+        twist_covariance: 6x6 covariance of ``twist`` (1e6 on the diagonal when unknown: first pose of a segment).
         metric: True when translations are in metres.
         segment: tracking segment (increments on every reset; a new segment starts at the last emitted pose).
         frame_id: odometry frame id; child_frame_id: camera optical frame id.

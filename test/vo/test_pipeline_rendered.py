@@ -50,7 +50,8 @@ def test_rgbd_is_metric_and_accurate(room_sequence, sift) -> None:
         gt = _gt_rel(seq, i, i - 1)
         v_gt = gt[:3, :3].T @ gt[:3, 3] / 0.1
         assert np.linalg.norm(results[i].odometry.linear - v_gt) < 0.1, i
-    assert set(results[-1].timings) >= {"validate", "match", "geometry", "total"}
+    assert set(results[-1].timings) >= {"validate", "match", "match.detect", "geometry", "total"}
+    assert set(pairs[0].timings) >= {"match", "geometry", "keyframe", "total"}
 
 
 def test_monocular_unit_first_baseline_and_consistent_scale(room_sequence, sift) -> None:
