@@ -35,7 +35,7 @@ def test_nms_borders_and_suppression_chain():
 
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_nms_equals_max_pool_with_indices(kernel):
-    conf = torch.randint(0, 4, (2, 9, 11)).float() / 4  # many ties
+    conf = torch.randint(0, 4, (2, 9, 11), generator=torch.Generator().manual_seed(kernel)).float() / 4  # many ties
     _, idx = F.max_pool2d(conf[:, None], kernel, 1, kernel // 2, return_indices=True)
     ref = idx[:, 0] == torch.arange(9 * 11).view(1, 9, 11)
     assert torch.equal(maxpool_nms(conf, kernel), ref)
@@ -58,16 +58,19 @@ def naive_filter(conf01, j01, j10, pre8, h4, w4, test_thr, pre_thr, b, nms, offi
 
 @pytest.mark.parametrize("quirks", ["official", "corrected"])
 def test_cascade_filters_match_naive(quirks):
-    h4, w4, L4 = 10, 12, 120
-    m = CascadeMatching(test_thr=0.3, pre_thr=0.25, border_rm=2, nms_kernel=3, quirks=quirks)
-    conf01 = torch.rand(1, L4)
-    j01 = torch.randint(0, L4, (1, L4))
-    j10 = torch.randint(0, L4, (1, L4))
-    j10[0, j01[0, ::2]] = torch.arange(0, L4, 2)  # make half of the rows pass the cycle check
-    pre8 = torch.rand(1, L4 // 4)
+    h4, w4 = 32, 40
+    L4 = h4 * w4
+    m = CascadeMatching(test_thr=0.1, pre_thr=0.1, border_rm=2, nms_kernel=3, quirks=quirks)
+    g = torch.Generator().manual_seed(0)
+    conf01 = torch.rand(1, L4, generator=g)
+    j01 = torch.randint(0, L4, (1, L4), generator=g)
+    j10 = torch.randint(0, L4, (1, L4), generator=g)
+    consistent = torch.randperm(L4, generator=g)[: 3 * L4 // 4]
+    j10[0, j01[0, consistent]] = consistent  # most rows pass the cycle check
+    pre8 = torch.rand(1, L4 // 4, generator=g)
     got = m._filter(conf01, j01, j10, pre8, h4, w4, None, None)
-    ref = naive_filter(conf01, j01, j10, pre8, h4, w4, 0.3, 0.25, 2, 3, quirks == "official")
-    assert got.any() and torch.equal(got, ref)
+    ref = naive_filter(conf01, j01, j10, pre8, h4, w4, 0.1, 0.1, 2, 3, quirks == "official")
+    assert got.sum() >= 3 and torch.equal(got, ref)
 
 
 def test_target_border_asymmetry_and_fallback():
