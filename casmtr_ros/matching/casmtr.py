@@ -144,10 +144,9 @@ class CasMTRMatcher(Matcher):
 
     @property
     def compute_path(self) -> str:
-        from casmtr_ros import ops
+        from casmtr_ros.ops import backend
 
-        backend = getattr(ops, "backend_name", None)
-        return f"{self.device.type}/{backend() if callable(backend) else 'torch'}"
+        return f"{self.device.type}/{backend.backend_name(self.device.type)}"
 
     def _autocast(self) -> Any:
         mp = self.conf["mixed_precision"]

@@ -75,3 +75,18 @@ def test_deterministic(outdoor_thr0_model, reference_dir):
     a, b = run(outdoor_thr0_model, crop), run(outdoor_thr0_model, crop)
     assert torch.equal(a["mkpts0_f"], b["mkpts0_f"]) and torch.equal(a["mkpts1_f"], b["mkpts1_f"])
     assert torch.equal(a["stage_4c"]["conf_matrix"], b["stage_4c"]["conf_matrix"])
+
+
+def test_batch_equals_single_pairs(outdoor_thr0_model, reference_dir):
+    golden = torch.load(reference_dir / "parity" / FILES["kitti"])
+    a = {k: golden[k][..., :64, :160] for k in ("image0", "image1")}
+    b = {k: golden[k][..., 64:128, 96:256] for k in ("image0", "image1")}
+    both = {k: torch.cat([a[k], b[k]]) for k in a}
+    out = run(outdoor_thr0_model, both)
+    for bi, single in enumerate((a, b)):
+        ref = run(outdoor_thr0_model, single)
+        sel = out["m_bids"] == bi
+        got = sorted(zip(out["mkpts0_f"][sel].tolist(), out["mkpts1_f"][sel].tolist(), strict=True))
+        exp = sorted(zip(ref["mkpts0_f"].tolist(), ref["mkpts1_f"].tolist(), strict=True))
+        assert len(got) == len(exp) > 0
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(exp), atol=1e-3, rtol=0)
