@@ -30,13 +30,14 @@ class PositionEncodingSineNorm(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.max_shape = tuple(max_shape)
-        self._cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._cache: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
-    def encoding(self, h: int, w: int) -> torch.Tensor:
-        if (h, w) not in self._cache:
-            self._cache = {(h, w): sine_encoding_norm(self.d_model, h, w, self.max_shape)}
-        return self._cache[(h, w)]
+    def encoding(self, h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[1, d, h, w]`` fp32 on ``device`` (computed on the CPU in fp32, cached for the last size)."""
+        key = (h, w, torch.device(device))
+        if key not in self._cache:
+            self._cache = {key: sine_encoding_norm(self.d_model, h, w, self.max_shape).to(device)}
+        return self._cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pe = self.encoding(x.shape[2], x.shape[3]).to(device=x.device)
-        return x + pe.to(x.dtype) if x.dtype != torch.float32 else x + pe
+        return x + self.encoding(x.shape[2], x.shape[3], x.device).to(x.dtype)

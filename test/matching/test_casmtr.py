@@ -123,3 +123,18 @@ def test_errors(fake_sd, kitti):
         m.match(np.zeros((4, 4), np.uint8), kitti[1])
     with pytest.raises(InputError):
         m.match("not an image", kitti[1])
+
+
+def test_corrected_mode_reports_fine_pixel_centres(fake_sd, kitti):
+    opts = {"weights": fake_sd, "resize": 160, "nms_kernel": 0, **THR0}
+    off = build_matcher("casmtr-4c-outdoor", quirks="official", **opts).match(*kitti)
+    cor = build_matcher("casmtr-4c-outdoor", quirks="corrected", **opts).match(*kitti)
+    h, w = kitti[0].shape
+    hn, wn = network_size(h, w, 160)
+    s = np.array([w / wn, h / hn], dtype=np.float32)
+    expected = {tuple(np.round(p, 3)): q + s - 0.5 for p, q in zip(off.kpts0 + s - 0.5, off.kpts1, strict=True)}
+    common = [(tuple(np.round(p, 3)), q) for p, q in zip(cor.kpts0, cor.kpts1, strict=True)
+              if tuple(np.round(p, 3)) in expected]
+    assert len(common) > 0.8 * min(len(off), len(cor))
+    for key, q in common:
+        np.testing.assert_allclose(q, expected[key], atol=1e-3)
