@@ -43,7 +43,7 @@ class Keyframe:
         return self.depth is not None or len(self.points) > 0
 
     def depth_at(self, pts: np.ndarray, radius_px: float, edge_ratio: float = 0.05) -> np.ndarray:
-        """Depth (NaN where unknown) at pixel keypoints: sensor depth at the nearest pixel (NaN on a depth edge,
+        """Depth (NaN where unknown) at pixel keypoints: sensor depth interpolated bilinearly (NaN on a depth edge,
         where the 3x3 neighbourhood spreads more than ``edge_ratio``), else the nearest triangulated point
         within ``radius_px``."""
         pts = np.asarray(pts, np.float64).reshape(-1, 2)
@@ -66,23 +66,28 @@ class Keyframe:
 
 
 def _sample_depth(depth: np.ndarray, pts: np.ndarray, edge_ratio: float) -> np.ndarray:
-    """Depth at the nearest pixel; NaN outside the image, on invalid pixels and on depth discontinuities
-    (keypoints like corners sit on object borders, where the nearest pixel may belong to either side)."""
+    """Bilinear depth at sub-pixel keypoints; NaN outside the image, next to invalid pixels and on depth
+    discontinuities (the 3x3 neighbourhood of the nearest pixel spreads more than ``edge_ratio``: keypoints such as
+    corners sit on object borders, where a sample may belong to either side)."""
     h, w = depth.shape
-    u = np.round(pts[:, 0]).astype(int)
-    v = np.round(pts[:, 1]).astype(int)
+    x, y = pts[:, 0], pts[:, 1]
     out = np.full(len(pts), np.nan)
-    ok = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    ok = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     if not ok.any():
         return out
-    uu, vv = u[ok], v[ok]
-    window = np.stack([depth[np.clip(vv + dv, 0, h - 1), np.clip(uu + du, 0, w - 1)]
+    xx, yy = x[ok], y[ok]
+    u, v = np.round(xx).astype(int), np.round(yy).astype(int)
+    window = np.stack([depth[np.clip(v + dv, 0, h - 1), np.clip(u + du, 0, w - 1)]
                        for dv in (-1, 0, 1) for du in (-1, 0, 1)], axis=1)
-    centre = window[:, 4]
+    u0 = np.clip(np.floor(xx).astype(int), 0, w - 2)
+    v0 = np.clip(np.floor(yy).astype(int), 0, h - 2)
+    fx, fy = xx - u0, yy - v0
+    bil = ((1 - fx) * (1 - fy) * depth[v0, u0] + fx * (1 - fy) * depth[v0, u0 + 1]
+           + (1 - fx) * fy * depth[v0 + 1, u0] + fx * fy * depth[v0 + 1, u0 + 1])
     with np.errstate(invalid="ignore"):
         spread = window.max(axis=1) - window.min(axis=1)  # NaN when any neighbour is invalid
-        smooth = spread <= edge_ratio * centre
-    out[np.flatnonzero(ok)[smooth]] = centre[smooth]
+        smooth = (spread <= edge_ratio * window[:, 4]) & np.isfinite(bil)
+    out[np.flatnonzero(ok)[smooth]] = bil[smooth]
     return out
 
 
