@@ -74,3 +74,18 @@ def test_resolution_change_and_stamp_jump_reset(room_sequence, sift) -> None:
     assert r.reset and r.is_keyframe and pipe.counters["resets_camera_changed"] == 1 and "camera" in r.status
     r = pipe.process(seq.frame(3, depth=True, stamp_offset=10**10))
     assert r.reset and pipe.counters["resets_stamp_jump"] == 1 and "stamp jump" in r.status
+
+
+def test_keyframe_depth_sampling_is_bilinear_and_drops_edges() -> None:
+    from casmtr_ros.vo.keyframes import Keyframe
+
+    yy, xx = np.mgrid[0:40, 0:60].astype(np.float32)
+    depth = 2.0 + 0.01 * xx + 0.02 * yy  # a slanted plane
+    depth[:, 40:] = 5.0  # a step: another surface behind
+    depth[30:, :10] = np.nan  # a hole
+    cam = CameraModel(np.array([[50.0, 0, 30], [0, 50.0, 20], [0, 0, 1]]), 60, 40)
+    kf = Keyframe(0, 0, 0, np.zeros((40, 60), np.uint8), cam, np.eye(4), np.zeros((6, 6)), depth=depth)
+    d = kf.depth_at(np.array([[10.25, 5.5], [39.4, 10.0], [5.0, 31.0], [-3.0, 2.0], [50.0, 20.0]]), 2.0)
+    assert d[0] == pytest.approx(2.0 + 0.01 * 10.25 + 0.02 * 5.5, abs=1e-5)
+    assert np.isnan(d[1]) and np.isnan(d[2]) and np.isnan(d[3])  # edge, hole, outside
+    assert d[4] == pytest.approx(5.0)
