@@ -40,4 +40,5 @@ class PositionEncodingSineNorm(nn.Module):
         return self._cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.encoding(x.shape[2], x.shape[3], x.device).to(x.dtype)
+        # fp32 encoding: a half-precision map is promoted to fp32, as in the official code under autocast
+        return x + self.encoding(x.shape[2], x.shape[3], x.device)

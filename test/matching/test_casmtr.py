@@ -138,3 +138,15 @@ def test_corrected_mode_reports_fine_pixel_centres(fake_sd, kitti):
     assert len(common) > 0.8 * min(len(off), len(cor))
     for key, q in common:
         np.testing.assert_allclose(q, expected[key], atol=1e-3)
+
+
+def test_mixed_precision_bf16_close_to_fp32(reference_dir, fake_sd):
+    golden = torch.load(reference_dir / "parity" / "outdoor_kitti06_000000_000001_640x192_thr0.pt")
+    im0, im1 = (golden[k][0].permute(1, 2, 0).numpy()[:128, :320] for k in ("image0", "image1"))
+    res = {}
+    for mp in (None, "bf16"):
+        m = build_matcher("casmtr-4c-outdoor", weights=fake_sd, resize=None, mixed_precision=mp, **THR0)
+        res[mp] = m.match(im0, im1)
+    a = {tuple(p) for p in res[None].kpts0.tolist()}
+    b = {tuple(p) for p in res["bf16"].kpts0.tolist()}
+    assert len(a) > 10 and len(a & b) >= 0.8 * len(a)
