@@ -1,7 +1,8 @@
 """Named model configurations. A plain dict: other variants add entries (``VARIANTS["name"] = {...}``).
 
 Each entry is a config override merged onto ``casmtr.OUTDOOR_4C`` by :func:`casmtr_ros.model.build_model`;
-``model`` selects the class in ``casmtr.MODELS``.
+``model`` selects the class in ``casmtr.MODELS``; an optional ``default_weights`` names the shipped weight file
+(``casmtr_ros/weights/``) a matcher loads when it is given no weights.
 """
 
 from __future__ import annotations
@@ -13,5 +14,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "casmtr-4c-outdoor": {"model": "casmtr"},
 }
 
-# Variants whose weights must come from a checkpoint (random init only on explicit request).
+# Variants whose weights must come from a checkpoint: a matcher without weights refuses to start unless
+# ``random_init`` is asked for; other variants without weights start from their own initialisation, with a warning.
 REQUIRES_WEIGHTS: set[str] = {"casmtr-4c-outdoor"}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from casmtr_ros.model import available_variants, build_model, load_weights
-from casmtr_ros.model.checkpoint import CheckpointError, read_checkpoint
+from casmtr_ros.model.checkpoint import CheckpointError, read_checkpoint, resolve_weights, shipped_weights
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,13 @@ def test_missing_and_corrupt_files(tmp_path, model, fake_outdoor_sd):
         load_weights(model, truncated)
     with pytest.raises(CheckpointError, match="no state dict"):
         load_weights(model, {})
+
+
+def test_shipped_weights_resolve_by_name():
+    names = shipped_weights()
+    if not names:
+        pytest.skip("no weights shipped in casmtr_ros/weights/")
+    for name in names:
+        stem = name.rsplit(".", 1)[0]
+        assert resolve_weights(stem).name == name
+        assert resolve_weights(name).name == name
