@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from casmtr_ros.training import augment as A
-from casmtr_ros.training.supervision import fill_sparse_depth, grid_points, warp_depth, warp_homography
+from casmtr_ros.training.supervision import fill_sparse_depth, grid_points, inv3, warp_depth, warp_homography
 
 GRID_STRIDE = 4
 
@@ -73,7 +73,8 @@ def depth_pair_sample(v0: View, v1: View, size: tuple[int, int], rng: np.random.
     pts = grid_points(H // GRID_STRIDE, W // GRID_STRIDE, GRID_STRIDE)[None]
     (d0, K0), (d1, K1) = views
     v01, w01 = warp_depth(pts, d0, d1, T_0to1, K0, K1, rel_thresh)
-    v10, w10 = warp_depth(pts, d1, d0, torch.linalg.inv(T_0to1), K1, K0, rel_thresh)
+    T_1to0 = torch.from_numpy(np.linalg.inv(T_0to1[0].double().numpy())).float()[None]
+    v10, w10 = warp_depth(pts, d1, d0, T_1to0, K1, K0, rel_thresh)
     out.update(w01=w01[0], v01=v01[0], w10=w10[0], v10=v10[0])
     return out
 
@@ -96,7 +97,7 @@ def homography_pair_sample(img: np.ndarray, size: tuple[int, int], rng: np.rando
     Ht = torch.from_numpy(Hm).float()[None]
     pts = grid_points(H // GRID_STRIDE, W // GRID_STRIDE, GRID_STRIDE)[None]
     v01, w01 = warp_homography(pts, Ht, size, torch.from_numpy(mask1)[None])
-    v10, w10 = warp_homography(pts, torch.linalg.inv(Ht), size)
+    v10, w10 = warp_homography(pts, inv3(Ht), size)
     src_ok = torch.from_numpy(mask1)[GRID_STRIDE // 2::GRID_STRIDE, GRID_STRIDE // 2::GRID_STRIDE] > 0
     v10 = v10 & src_ok.reshape(1, -1)
     return {"image0": _to_tensor(im0), "image1": _to_tensor(im1), "w01": w01[0], "v01": v01[0],
@@ -209,21 +210,30 @@ class RGBDSequences(PairSource):
 
     def _select_pairs(self, a: int, b: int, overlap: tuple[float, float], max_gap: int
                       ) -> list[tuple[int, int, float]]:
+        """Pairs (i, j) of frames ``a..b-1`` with ``j - i <= max_gap`` whose co-visibility lies in ``overlap``.
+
+        Co-visibility is computed on a 1/16 grid with the depth check, all successors of a frame in one batch.
+        """
         step = 16
-        depths = {i: torch.from_numpy(self._depth(i)[::step, ::step].copy())[None] for i in range(a, b)}
-        h, w = depths[a].shape[-2:]
-        pts = grid_points(h, w, 1)[None]
+        S = torch.from_numpy(np.diag([1 / step, 1 / step, 1]))
+        depths = torch.stack([torch.from_numpy(self._depth(i)[::step, ::step].copy()) for i in range(a, b)])
+        Ks = torch.stack([(S @ torch.from_numpy(self.frames[i][2])) for i in range(a, b)]).float()
+        Ts = torch.stack([torch.from_numpy(self.frames[i][3]) for i in range(a, b)])  # world -> camera
+        h, w = depths.shape[-2:]
         out = []
-        for i in range(a, b):
-            for j in range(i + 1, min(b, i + max_gap + 1)):
-                Ki = torch.from_numpy(np.diag([1 / step, 1 / step, 1]) @ self.frames[i][2]).float()[None]
-                Kj = torch.from_numpy(np.diag([1 / step, 1 / step, 1]) @ self.frames[j][2]).float()[None]
-                T = torch.from_numpy(self.frames[j][3] @ np.linalg.inv(self.frames[i][3])).float()[None]
-                vij, _ = warp_depth(pts, depths[i], depths[j], T, Ki, Kj, 0.1)
-                vji, _ = warp_depth(pts, depths[j], depths[i], torch.linalg.inv(T), Kj, Ki, 0.1)
-                ov = min(vij.float().mean().item(), vji.float().mean().item())
-                if overlap[0] <= ov <= overlap[1]:
-                    out.append((i, j, ov))
+        for i in range(b - a - 1):
+            js = torch.arange(i + 1, min(b - a, i + max_gap + 1))
+            n = len(js)
+            pts = grid_points(h, w, 1)[None].expand(n, -1, -1)
+            T = (Ts[js] @ torch.from_numpy(np.linalg.inv(Ts[i].numpy()))).float()  # i -> j
+            T_inv = torch.from_numpy(np.linalg.inv(T.double().numpy())).float()
+            di, Ki = depths[i].expand(n, -1, -1), Ks[i].expand(n, -1, -1)
+            vij, _ = warp_depth(pts, di, depths[js], T, Ki, Ks[js], 0.1)
+            vji, _ = warp_depth(pts, depths[js], di, T_inv, Ks[js], Ki, 0.1)
+            ov = torch.minimum(vij.float().mean(1), vji.float().mean(1))
+            for j, o in zip(js.tolist(), ov.tolist(), strict=True):
+                if overlap[0] <= o <= overlap[1]:
+                    out.append((a + i, a + j, o))
         return out
 
     def __len__(self) -> int:

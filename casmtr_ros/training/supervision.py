@@ -58,6 +58,20 @@ def _lookup_nearest(depth: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tenso
     return d, inside
 
 
+def inv3(M: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``[..., 3, 3]`` matrices by the adjugate (LAPACK calls are slow for tiny batched matrices)."""
+    a, b, c = M[..., 0, 0], M[..., 0, 1], M[..., 0, 2]
+    d, e, f = M[..., 1, 0], M[..., 1, 1], M[..., 1, 2]
+    g, h, i = M[..., 2, 0], M[..., 2, 1], M[..., 2, 2]
+    adj = torch.stack([
+        torch.stack([e * i - f * h, c * h - b * i, b * f - c * e], -1),
+        torch.stack([f * g - d * i, a * i - c * g, c * d - a * f], -1),
+        torch.stack([d * h - e * g, b * g - a * h, a * e - b * d], -1),
+    ], -2)
+    det = a * adj[..., 0, 0] + b * adj[..., 1, 0] + c * adj[..., 2, 0]
+    return adj / det[..., None, None]
+
+
 @torch.no_grad()
 def warp_depth(pts0: torch.Tensor, depth0: torch.Tensor, depth1: torch.Tensor, T_0to1: torch.Tensor,
                K0: torch.Tensor, K1: torch.Tensor, rel_thresh: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +90,7 @@ def warp_depth(pts0: torch.Tensor, depth0: torch.Tensor, depth1: torch.Tensor, T
     z0, inside0 = _lookup_nearest(depth0, pts0)
     has = inside0 & (z0 > 0)
     ones = torch.ones_like(pts0[..., :1])
-    rays = torch.linalg.solve(K0, torch.cat([pts0, ones], -1).transpose(1, 2))  # [B, 3, N]
+    rays = inv3(K0) @ torch.cat([pts0, ones], -1).transpose(1, 2)  # [B, 3, N]
     X0 = rays * z0[:, None, :]
     X1 = T_0to1[:, :3, :3] @ X0 + T_0to1[:, :3, 3:]
     z1 = X1[:, 2]
