@@ -97,7 +97,8 @@ class CasMTR(nn.Module):
     ``forward(data) -> dict``. Inputs (``data``):
       - ``image0``, ``image1``: ``[B, 3, H, W]`` (or ``[B, 1, H, W]``, repeated to RGB) float in [0, 1], equal
         sizes, ``H`` and ``W`` multiples of 32;
-      - optional ``mask0``, ``mask1``: ``[B, H, W]`` bool, True = valid (zero-padded images);
+      - optional ``mask0``, ``mask1`` (or the official names ``mask0_origin``, ``mask1_origin``): ``[B, H, W]``
+        bool, True = valid (zero-padded images);
       - optional ``scale0``, ``scale1``: ``[B, 2]`` (w_orig / w_net, h_orig / h_net) applied to the coordinates;
       - optional ``profile``: synchronise CUDA between stages so the timings are exact.
     Outputs:
@@ -176,7 +177,8 @@ class CasMTR(nn.Module):
             img0, img1 = img0.expand(-1, 3, -1, -1), img1.expand(-1, 3, -1, -1)
         timer = _Timer(img0.device, bool(data.get("profile", False)))
         scale0, scale1 = data.get("scale0"), data.get("scale1")
-        mask0, mask1 = data.get("mask0"), data.get("mask1")
+        mask0 = data.get("mask0", data.get("mask0_origin"))
+        mask1 = data.get("mask1", data.get("mask1_origin"))
         out: dict[str, Any] = {"bs": B, "hw0_i": (H, W), "hw1_i": (H, W)}
 
         frozen = self.config["coarse"].get("frozen", False)
