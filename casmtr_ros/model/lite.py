@@ -38,7 +38,9 @@ CASMTR_4C_LITE: dict[str, Any] = {
     "fine": {"nhead": 1, "layer_names": ["self", "cross"], "window": 5},
     "pe_max_shape": {"coarse": (LITE_TRAIN_SIZE[0] // 8, LITE_TRAIN_SIZE[1] // 8),
                      "cascade": (LITE_TRAIN_SIZE[0] // 4, LITE_TRAIN_SIZE[1] // 4)},
-    "quirks": "corrected",
+    # 'official' coordinates (network points x orig/net): the training GT puts 1/4 points at pixel centres
+    # (4x, 4y), which the 'corrected' mode's +0.5 shift would move by half a network pixel.
+    "quirks": "official",
 }
 
 
