@@ -88,11 +88,13 @@ class CascadeQTAttB(nn.Module):
         kf = k.flatten(2).transpose(1, 2).reshape(B, L, H, D)
         vf = v.flatten(2).transpose(1, 2).reshape(B, L, H, D)
         index = cand[..., None].expand(-1, -1, -1, H).contiguous()  # [B, L8, K, H]
-        score = ops.score_computation(qg, kf, index) * D**-0.5  # [B, L8, 4, K, H]
+        score = ops.score_computation(qg.contiguous(), kf.contiguous(), index) * D**-0.5  # [B, L8, 4, K, H]
         if bias is not None:
             score = score + bias
         A = torch.softmax(score, dim=3)
-        msg = ops.value_aggregation(A, vf, index[:, :, None].expand(-1, -1, 4, -1, -1).contiguous())
+        msg = ops.value_aggregation(
+            A.contiguous(), vf.contiguous(), index[:, :, None].expand(-1, -1, 4, -1, -1).contiguous()
+        )
         msg = ungroup_children(msg, h, w).reshape(B, L, C)
         return self.proj(msg)
 

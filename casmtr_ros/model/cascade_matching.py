@@ -77,7 +77,7 @@ class CascadeMatching(nn.Module):
         self.quirks = quirks
 
     def _direction(self, f0, f1, idx, mask0, mask1):
-        s = ops.cascade_score(f0, f1, idx) / self.temperature
+        s = ops.cascade_score(f0.contiguous(), f1.contiguous(), idx.contiguous()) / self.temperature
         if mask0 is not None and mask1 is not None:
             m1 = torch.gather(mask1, 1, idx.flatten(1)).view_as(idx)
             s = s.masked_fill(~(mask0[:, :, None] & m1), -INF)

@@ -108,9 +108,13 @@ class QTAttB(nn.Module):
             topk = min(self.topks[i] if i < len(self.topks) else prev_topk, 4 * prev_topk)
             qg = group_children(qf, h, w)  # [B, Lp, 4, H, D]
             cand = children_index(topk_idx, w // 2)  # [B, Lp, 4K, H]
-            A = torch.softmax(ops.score_computation(qg, kf, cand) * scale, dim=3)  # [B, Lp, 4, 4K, H]
+            A = torch.softmax(
+                ops.score_computation(qg.contiguous(), kf.contiguous(), cand.contiguous()) * scale, dim=3
+            )  # [B, Lp, 4, 4K, H]
             cand4 = cand[:, :, None].expand(-1, -1, 4, -1, -1)
-            messages.append(ops.value_aggregation(A, vf, cand4.contiguous()))  # [B, Lp, 4, H, D]
+            messages.append(
+                ops.value_aggregation(A.contiguous(), vf.contiguous(), cand4.contiguous())
+            )  # [B, Lp, 4, H, D]
             if i < nlev - 1:  # the finest level's selection is never used
                 sel = torch.topk(A, k=topk, dim=3).indices
                 topk_idx = ungroup_children(torch.gather(cand4, 3, sel), h, w)  # [B, L, K, H]
