@@ -20,12 +20,26 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.stages[-1].steps = max(0, args.steps - sum(s.steps for s in cfg.stages[:-1]))
     out = Path(args.out or Path("runs") / cfg.name)
+    if args.export_only:
+        return _export(out, args.export)
     trainer = Trainer(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     logs = trainer.train()
+    if trainer.is_main and args.export:
+        _export(out, args.export)
     if trainer.is_main:
         print(f"step {trainer.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in logs.items()
                                                    if isinstance(v, float) and k.startswith(("loss", "acc", "epe"))))
         print(f"checkpoint: {out / 'last.pt'}; log: {out / 'metrics.csv'}; curves: {out / 'curves.png'}")
+    return 0
+
+
+def _export(out: Path, dest: str | None) -> int:
+    from casmtr_ros.training.export import export_weights
+
+    if not dest:
+        raise ValueError("--export-only needs --export PATH")
+    meta = export_weights(out / "last.pt", dest)
+    print(f"exported step {meta['step']} of {meta['variant']} to {dest} ({meta['bytes'] / 1e6:.1f} MB)")
     return 0
 
 
@@ -38,4 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="total steps (changes the last stage's length)")
     p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--export", metavar="PATH", help="after training, write the weights (fp16) and PATH.json")
+    p.add_argument("--export-only", action="store_true", help="only export <out>/last.pt to --export")
     p.set_defaults(func=run)
