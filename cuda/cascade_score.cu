@@ -17,7 +17,7 @@ __global__ void cascade_forward_kernel(const T* __restrict__ query, const T* __r
                                        const int64_t* __restrict__ index, acc_t<T>* __restrict__ out, int64_t B,
                                        int64_t N1, int64_t N2, int64_t K, int64_t C) {
   using A = acc_t<T>;
-  extern __shared__ unsigned char smem_raw[];
+  CASMTR_DYNAMIC_SHARED(unsigned char, smem_raw);
   A* q_sh = reinterpret_cast<A*>(smem_raw);  // [C]
   const int lane = threadIdx.x % kWarp;
   const int64_t warp = threadIdx.x / kWarp;
@@ -47,7 +47,7 @@ __global__ void cascade_backward_kernel(const acc_t<T>* __restrict__ grad_out, c
                                         acc_t<T>* __restrict__ grad_query, acc_t<T>* __restrict__ grad_key,
                                         int64_t B, int64_t N1, int64_t N2, int64_t K, int64_t C) {
   using A = acc_t<T>;
-  extern __shared__ unsigned char smem_raw[];
+  CASMTR_DYNAMIC_SHARED(unsigned char, smem_raw);
   int64_t* idx_sh = reinterpret_cast<int64_t*>(smem_raw);  // [K]
   A* g_sh = reinterpret_cast<A*>(idx_sh + K);              // [K]
   A* q_sh = g_sh + K;                                      // [C]
@@ -83,9 +83,9 @@ template <typename T>
 cudaError_t launch_forward(const void* query, const void* key, const int64_t* index, void* out, int64_t B,
                            int64_t N1, int64_t N2, int64_t K, int64_t C, cudaStream_t stream) {
   const int64_t shared = C * bytes_of<acc_t<T>>();
-  cascade_forward_kernel<T><<<grid_blocks(B * N1, 1), kThreads, shared, stream>>>(
+  CASMTR_LAUNCH((cascade_forward_kernel<T>), grid_blocks(B * N1, 1), kThreads, shared, stream)(
       static_cast<const T*>(query), static_cast<const T*>(key), index, static_cast<acc_t<T>*>(out), B, N1, N2, K, C);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 template <typename T>
@@ -93,10 +93,10 @@ cudaError_t launch_backward(const void* grad_out, const void* query, const void*
                             void* grad_query, void* grad_key, int64_t B, int64_t N1, int64_t N2, int64_t K, int64_t C,
                             cudaStream_t stream) {
   const int64_t shared = K * bytes_of<int64_t>() + (K + C) * bytes_of<acc_t<T>>();
-  cascade_backward_kernel<T><<<grid_blocks(B * N1, 1), kThreads, shared, stream>>>(
+  CASMTR_LAUNCH((cascade_backward_kernel<T>), grid_blocks(B * N1, 1), kThreads, shared, stream)(
       static_cast<const acc_t<T>*>(grad_out), static_cast<const T*>(query), static_cast<const T*>(key), index,
       static_cast<acc_t<T>*>(grad_query), static_cast<acc_t<T>*>(grad_key), B, N1, N2, K, C);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 }  // namespace

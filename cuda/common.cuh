@@ -6,9 +6,26 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#ifdef CASMTR_HOST_EMULATION
+// Plain C++ build of the kernels for CPU tests (cuda/host_emulation.h): no nvcc, no GPU.
+#include "host_emulation.h"
+#else
 #include <cuda_runtime.h>
+#endif
 
 #include "kernels.h"
+
+#ifndef CASMTR_HOST_EMULATION
+// kernel<<<grid, block, shared, stream>>>(args) as CASMTR_LAUNCH(kernel, grid, block, shared, stream)(args)
+#define CASMTR_LAUNCH(KERNEL, GRID, BLOCK, SHARED, STREAM) KERNEL<<<GRID, BLOCK, SHARED, STREAM>>>
+#define CASMTR_DYNAMIC_SHARED(TYPE, NAME) extern __shared__ TYPE NAME[]
+#define CASMTR_LAST_ERROR() cudaGetLastError()
+#endif
+
+#ifndef CASMTR_MAX_BLOCKS
+#define CASMTR_MAX_BLOCKS (1 << 20)
+#endif
 
 namespace casmtr {
 
@@ -44,7 +61,7 @@ inline int64_t acc_bytes(DType dtype) { return dtype == DType::kFloat64 ? 8 : 4;
 
 // Blocks for `items` work items of `per_block` each. Kernels loop grid-stride over blockIdx.x, so capping the
 // grid never drops work; the cap stays far below gridDim.x's limit (2^31 - 1).
-constexpr int64_t kMaxBlocks = 1 << 20;
+constexpr int64_t kMaxBlocks = CASMTR_MAX_BLOCKS;
 inline unsigned int grid_blocks(int64_t items, int64_t per_block) {
   int64_t blocks = (items + per_block - 1) / per_block;
   if (blocks < 1) blocks = 1;

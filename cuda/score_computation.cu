@@ -18,7 +18,7 @@ __global__ void score_forward_kernel(const T* __restrict__ query, const T* __res
                                      const int64_t* __restrict__ index, acc_t<T>* __restrict__ out, int64_t B,
                                      int64_t N1, int64_t N2, int64_t K, int64_t H, int64_t D) {
   using A = acc_t<T>;
-  extern __shared__ unsigned char smem_raw[];
+  CASMTR_DYNAMIC_SHARED(unsigned char, smem_raw);
   A* q_sh = reinterpret_cast<A*>(smem_raw);  // [4][H][D + 1]
   const int64_t row = D + 1;
   const int64_t parents = B * N1;
@@ -106,20 +106,20 @@ template <typename T>
 cudaError_t launch_forward(const void* query, const void* key, const int64_t* index, void* out, int64_t B,
                            int64_t N1, int64_t N2, int64_t K, int64_t H, int64_t D, cudaStream_t stream) {
   const int64_t shared = static_cast<int64_t>(kChildren) * H * (D + 1) * bytes_of<acc_t<T>>();
-  score_forward_kernel<T><<<grid_blocks(B * N1, 1), kThreads, shared, stream>>>(
+  CASMTR_LAUNCH((score_forward_kernel<T>), grid_blocks(B * N1, 1), kThreads, shared, stream)(
       static_cast<const T*>(query), static_cast<const T*>(key), index, static_cast<acc_t<T>*>(out), B, N1, N2, K, H,
       D);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 template <typename T>
 cudaError_t launch_backward(const void* grad_out, const void* query, const void* key, const int64_t* index,
                             void* grad_query, void* grad_key, int64_t B, int64_t N1, int64_t N2, int64_t K,
                             int64_t H, int64_t D, cudaStream_t stream) {
-  score_backward_kernel<T><<<grid_blocks(B * N1, 1), kThreads, 0, stream>>>(
+  CASMTR_LAUNCH((score_backward_kernel<T>), grid_blocks(B * N1, 1), kThreads, 0, stream)(
       static_cast<const acc_t<T>*>(grad_out), static_cast<const T*>(query), static_cast<const T*>(key), index,
       static_cast<acc_t<T>*>(grad_query), static_cast<acc_t<T>*>(grad_key), B, N1, N2, K, H, D);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 }  // namespace

@@ -72,10 +72,10 @@ __global__ void value_backward_kernel(const acc_t<V>* __restrict__ grad_out, con
 template <typename V, typename S>
 cudaError_t launch_forward_typed(const void* score, const void* value, const int64_t* index, void* out, int64_t B,
                                  int64_t N, int64_t M, int64_t K, int64_t H, int64_t D, cudaStream_t stream) {
-  value_forward_kernel<V, S><<<grid_blocks(B * N * H * D, kThreads), kThreads, 0, stream>>>(
+  CASMTR_LAUNCH((value_forward_kernel<V, S>), grid_blocks(B * N * H * D, kThreads), kThreads, 0, stream)(
       static_cast<const S*>(score), static_cast<const V*>(value), index, static_cast<acc_t<V>*>(out), B, N, M, K, H,
       D);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 template <typename V, typename S>
@@ -83,10 +83,10 @@ cudaError_t launch_backward_typed(const void* grad_out, const void* score, const
                                   void* grad_score, void* grad_value, int64_t B, int64_t N, int64_t M, int64_t K,
                                   int64_t H, int64_t D, cudaStream_t stream) {
   const int64_t warps_per_block = kThreads / kWarp;
-  value_backward_kernel<V, S><<<grid_blocks(B * N * K * H, warps_per_block), kThreads, 0, stream>>>(
+  CASMTR_LAUNCH((value_backward_kernel<V, S>), grid_blocks(B * N * K * H, warps_per_block), kThreads, 0, stream)(
       static_cast<const acc_t<V>*>(grad_out), static_cast<const S*>(score), static_cast<const V*>(value), index,
       static_cast<acc_t<V>*>(grad_score), static_cast<acc_t<V>*>(grad_value), B, N, M, K, H, D);
-  return cudaGetLastError();
+  return CASMTR_LAST_ERROR();
 }
 
 // Score either shares the value's storage type or is already in its accumulation type (fp32 softmax output).
