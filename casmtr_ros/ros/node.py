@@ -416,7 +416,9 @@ class CasmtrVoNode(Node):
         self.get_logger().info("VO configuration updated")
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        worker = getattr(self, "worker", None)  # absent when __init__ failed before creating it
+        if worker is not None:
+            worker.stop()
         super().destroy_node()
 
 

@@ -267,5 +267,6 @@ def test_colcon_installed_node_executable_starts_the_node(colcon_ws: Path) -> No
     """``ros2 run casmtr_ros casmtr_vo_node`` runs this file; an unknown matcher makes the node refuse to start."""
     node = colcon_ws / "install" / PACKAGE / "lib" / PACKAGE / "casmtr_vo_node"
     out = _in_workspace(colcon_ws, f"{node} --ros-args -p matcher.name:=no_such_matcher")
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr  # a clean refusal, not a traceback
     assert "cannot start: unknown matcher 'no_such_matcher'" in out.stderr
+    assert "Traceback" not in out.stderr
