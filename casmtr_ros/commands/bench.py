@@ -1,8 +1,9 @@
 """``casmtr-vo bench``: matcher speed and memory per stage and size (with peers and ratios), and node latency.
 
 ``casmtr-vo bench matchers`` (default) runs every (matcher, size, compute path) case in its own subprocess and
-writes ``results.json``, ``tables.md`` and ``scaling.png`` into ``--out``; ``casmtr-vo bench node`` measures the
-ROS node over DDS on loopback (see :mod:`casmtr_ros.benchmark.node_bench`). See docs/benchmarks.md.
+writes ``results.json``, ``tables.md`` and ``scaling.png`` into ``--out``; ``casmtr-vo bench ops`` times the three
+gathered-attention ops at CasMTR's shapes on every path (PyTorch CPU/CUDA, CUDA kernels); ``casmtr-vo bench node``
+measures the ROS node over DDS on loopback (see :mod:`casmtr_ros.benchmark.node_bench`). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -69,14 +70,39 @@ def run_node(args: argparse.Namespace) -> int:
     return node_main(args)
 
 
+def run_ops(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from casmtr_ros.benchmark import ops_bench
+    from casmtr_ros.benchmark.cases import SIZES
+    from casmtr_ros.benchmark.matcher_bench import machine_info
+
+    sizes = [SIZES[s] for s in args.sizes]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"machine": machine_info(), "command": "casmtr-vo bench " + " ".join(sys.argv[2:]), "tables": {}}
+    for dtype in (torch.float32, torch.float16) if torch.cuda.is_available() else (torch.float32,):
+        for backward in (False, True):
+            rows = ops_bench.run(sizes, repeats=args.repeats, dtype=dtype, backward=backward)
+            key = f"{str(dtype).removeprefix('torch.')}-{'fwd+bwd' if backward else 'fwd'}"
+            result["tables"][key] = rows
+            print(f"\n{key}\n{ops_bench.table(rows)}")
+    (out / "ops_bench.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / 'ops_bench.json'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_node(args) if args.what == "node" else run_matchers(args)
+    return {"node": run_node, "ops": run_ops}.get(args.what, run_matchers)(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark matchers (speed, memory, stages, peers) or the node latency",
                        description=__doc__)
-    p.add_argument("what", nargs="?", choices=["matchers", "node"], default="matchers")
+    p.add_argument("what", nargs="?", choices=["matchers", "ops", "node"], default="matchers",
+                   help="matchers (default), ops (the gathered-attention ops per path) or node (DDS latency)")
     p.add_argument("--matchers", nargs="+", default=None,
                    help="matcher names (default: every CasMTR variant, sift, orb, installed peers)")
     p.add_argument("--sizes", nargs="+", default=["320x240", "640x480", "832x832", "1280x960"])
