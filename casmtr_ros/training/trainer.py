@@ -343,6 +343,7 @@ class Trainer:
         last_ckpt = time.time()
         t_start = time.time()
         last: dict[str, float] = {}
+        acc: dict[str, list[float]] = {}
         self.model.train()
         if cfg.bn_eval:
             set_bn_eval(self.model)
@@ -378,13 +379,19 @@ class Trainer:
                 logs.update(step=self.step, stage=idx, lr=lr, sec_per_step=time.time() - t0,
                             time_s=time.time() - t_start)
                 last = logs
+                for k, v in logs.items():  # metrics are averaged over the logging interval
+                    if isinstance(v, float) and math.isfinite(v):
+                        acc.setdefault(k, []).append(v)
                 if self.is_main and (self.step % cfg.log_every == 0 or self.step == stop):
                     new = not csv_path.is_file()
+                    row = {k: (float(np.mean(acc[k])) if k in acc else "") for k in LOG_KEYS}
+                    row.update(step=self.step, stage=idx, lr=lr, time_s=logs["time_s"])
                     with open(csv_path, "a", newline="") as f:
                         w = csv.DictWriter(f, LOG_KEYS, extrasaction="ignore")
                         if new:
                             w.writeheader()
-                        w.writerow({k: logs.get(k, "") for k in LOG_KEYS})
+                        w.writerow(row)
+                    acc = {}
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{logs['loss']:.3f}", acc8=f"{logs.get('acc8', float('nan')):.2f}",
