@@ -22,14 +22,15 @@ def totals_table(run: dict[str, Any]) -> str:
     """One row per case: total median, matches, inliers, memory, ratio to the reference matcher."""
     ref = run["reference"]
     lines = [
-        f"| matcher | path | size | total s (median) | n | matches | pose inliers | peak RSS MB | ratio to {ref} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| matcher | path | size | total s (median) | n | matches | pose inliers | peak RSS MB | ratio to {ref} "
+        "| load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in run["results"]:
         c = r["case"]
         if "median_s" not in r:
             reason = r.get("error") or r.get("skipped")
-            lines.append(f"| {c['matcher']} | {path_label(r)} | {c['size']} | not measured: {reason} | | | | | |")
+            lines.append(f"| {c['matcher']} | {path_label(r)} | {c['size']} | not measured: {reason} | | | | | | |")
             continue
         mem = f"{r['peak_rss_mb']:.0f}"
         if "gpu_max_allocated_mb" in r:
@@ -37,7 +38,7 @@ def totals_table(run: dict[str, Any]) -> str:
         ratio = f"{r['ratio_to_reference']:.3g}" if "ratio_to_reference" in r else ""
         lines.append(
             f"| {c['matcher']} | {path_label(r)} | {c['size']} | {r['median_s']['total']:.3f} | {r['n_timed']} | "
-            f"{r['matches']} | {r['pose_inliers']} | {mem} | {ratio} |"
+            f"{r['matches']} | {r['pose_inliers']} | {mem} | {ratio} | {r.get('loadavg_1min_after', '')} |"
         )
     return "\n".join(lines)
 
@@ -156,3 +157,18 @@ def write(run: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     if plot is not None:
         paths["plot"] = plot
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite tables.md and scaling.png of an earlier run: ``python -m casmtr_ros.benchmark.report OUT_DIR``."""
+    import sys
+
+    out_dir = Path((argv or sys.argv[1:])[0])
+    run = json.loads((out_dir / "results.json").read_text())
+    for kind, path in write(run, out_dir).items():
+        print(f"wrote {kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
