@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from casmtr_ros.geometry.covariance import (
+    depth_scale_gradient,
     essential_covariance,
     pnp_covariance,
     reprojection_residuals,
@@ -46,6 +47,9 @@ class VerifyParams:
     min_parallax_px: float = 1.0  # rotation-model threshold floor: translation parallax below this is not resolved
     scale_sigma: float = 0.1  # relative prior std of an unknown monocular scale
     pnp_fallback_std_ratio: float = 5.0  # essential+depth replaces PnP when PnP's translation std is this much larger
+    triangulated_depth: bool = False  # depth0 was triangulated (monocular keyframe): scale by depth ratios, no PnP
+    match_correlation: float = 0.0  # shared-field share of the match errors (covariance model, see covariance.py)
+    cov_scale: float = 1.0  # variance factor on the residual-derived covariances
 
     @property
     def thr_n(self) -> float:
@@ -201,17 +205,22 @@ def estimate_essential(x0n: np.ndarray, x1n: np.ndarray, params: VerifyParams) -
     R, t, mask = _cheirality(E[:3], x0n, x1n, mask)
     if mask.sum() < 8:
         raise VerificationError("cheirality", f"{int(mask.sum())} inliers in front of both cameras")
-    if params.refine:
+    # Refine on the inliers, re-select them with the refined model, and refine again on the final set (the
+    # covariance describes the least-squares estimate on exactly these inliers).
+    for _ in range(3 if params.refine else 0):
         fn, to_pose = _essential_residual_fn(R, t, x0n[mask], x1n[mask])
-        sol = least_squares(fn, np.zeros(5), method="lm" if mask.sum() >= 5 else "trf", max_nfev=200)
+        sol = least_squares(fn, np.zeros(5), method="lm", max_nfev=200)
         R, t = to_pose(sol.x)
         res = np.abs(sampson_residuals(R, t, x0n, x1n))
         d0, d1, _ = triangulate_depths(R, t, x0n, x1n)
         refined = (res < params.thr_n) & (d0 > 0) & (d1 > 0)
-        if refined.sum() >= 8:
-            mask = refined
+        if refined.sum() < 8 or np.array_equal(refined, mask):
+            break
+        mask = refined
     res = sampson_residuals(R, t, x0n[mask], x1n[mask])
-    cov = essential_covariance(R, t, x0n[mask], x1n[mask], params.scale_sigma)
+    cov = essential_covariance(R, t, x0n[mask], x1n[mask], params.scale_sigma, params.thr_n,
+                               params.match_correlation,
+                               params.cov_scale)
     return PoseEstimate(
         R, t, mask, cov, "essential", False,
         residual_rms_px=float(np.sqrt(np.mean(res**2)) * params.focal_px),
@@ -233,15 +242,20 @@ def estimate_pnp(X0: np.ndarray, x1n: np.ndarray, params: VerifyParams) -> tuple
         raise VerificationError("pnp_failed", "PnP-RANSAC found no pose")
     mask = np.zeros(n, bool)
     mask[inl.reshape(-1)] = True
-    if params.refine:
-        rvec, tvec = cv2.solvePnPRefineLM(X0[mask].reshape(-1, 1, 3), x1n[mask].reshape(-1, 1, 2), np.eye(3), None,
-                                          rvec, tvec)
-    R = cv2.Rodrigues(rvec)[0]
-    t = tvec.reshape(3)
-    err = np.linalg.norm(reprojection_residuals(R, t, X0, x1n), axis=1)
-    depth1 = (X0 @ R.T + t)[:, 2]
-    mask = (err < params.pnp_thr_n) & (depth1 > 0)
-    return R, t, mask
+    # Refine on the inliers and re-select them, until the inlier set is stable (at most 3 rounds).
+    for _ in range(3 if params.refine else 1):
+        if params.refine:
+            rvec, tvec = cv2.solvePnPRefineLM(X0[mask].reshape(-1, 1, 3), x1n[mask].reshape(-1, 1, 2), np.eye(3),
+                                              None, rvec, tvec)
+        R = cv2.Rodrigues(rvec)[0]
+        t = tvec.reshape(3)
+        err = np.linalg.norm(reprojection_residuals(R, t, X0, x1n), axis=1)
+        depth1 = (X0 @ R.T + t)[:, 2]
+        new = (err < params.pnp_thr_n) & (depth1 > 0)
+        if np.array_equal(new, mask) or new.sum() < 6:
+            break
+        mask = new
+    return R, t, new
 
 
 def scale_from_depth(
@@ -280,7 +294,7 @@ def estimate_relative_pose(
     if n < 8:
         raise VerificationError("too_few_matches", f"{n} matches")
     pnp = None
-    if depth0 is not None:
+    if depth0 is not None and not params.triangulated_depth:
         has_depth = np.isfinite(depth0) & (depth0 > 0)
         if has_depth.sum() >= params.min_depth_points:
             try:
@@ -316,12 +330,23 @@ def _essential_or_rotation(x0n, x1n, params: VerifyParams, depth0, translation_h
         s, rel_std, count = scale_from_depth(ess.R, ess.t, x0n[ess.inlier_mask], x1n[ess.inlier_mask],
                                              depth0[ess.inlier_mask], np.radians(min_triangulation_deg))
         if count >= 5 and np.isfinite(s):
+            # t_s = s(p) t(p): the scale is the ratio of measured to triangulated depths, and the triangulated
+            # depths move with the whole pose (d log s = -g . dp), so the pose error also enters the scale.
+            inl = np.flatnonzero(ess.inlier_mask)
+            ok = np.isfinite(depth0[inl]) & (depth0[inl] > 0)
+            g = depth_scale_gradient(ess.R, ess.t, x0n[inl[ok]], x1n[inl[ok]], np.radians(min_triangulation_deg), 0)
             cov = ess.covariance.copy()
             cov[:3, :3] -= params.scale_sigma**2 * np.outer(ess.t, ess.t)
-            cov[:3, :3] += rel_std**2 * np.outer(ess.t, ess.t)
-            S = np.diag([s, s, s, 1.0, 1.0, 1.0])
-            ess.covariance = S @ cov @ S
-            ess.t = ess.t * s
+            t_s = ess.t * s
+            M = np.eye(6)
+            M[:3, :3] = s * np.eye(3) - np.outer(t_s, g[:3])
+            M[:3, 3:] = -np.outer(t_s, g[3:])
+            cov = M @ cov @ M.T
+            # The depth ratios scatter by rel_std * sqrt(n); their errors share the matcher's error field too.
+            scatter2 = rel_std**2 * (1.0 + params.match_correlation * count) * params.cov_scale
+            cov[:3, :3] += scatter2 * np.outer(t_s, t_s)
+            ess.covariance = 0.5 * (cov + cov.T)
+            ess.t = t_s
             ess.method, ess.scaled = "essential+depth", True
     return ess
 
@@ -344,7 +369,8 @@ def _pnp_estimate(x0n, x1n, depth0, has_depth, params: VerifyParams) -> PoseEsti
             ok = rotation_residuals_n(R, x0n[rest], x1n[rest]) < params.pnp_thr_n
         mask[np.flatnonzero(rest)[ok]] = True
     res = reprojection_residuals(R, t, X0[pmask], x1n[idx[pmask]])
-    cov = pnp_covariance(R, t, X0[pmask], x1n[idx[pmask]])
+    cov = pnp_covariance(R, t, X0[pmask], x1n[idx[pmask]], params.pnp_thr_n, params.match_correlation,
+                         params.cov_scale)
     return PoseEstimate(
         R, t, mask, cov, "pnp", True,
         residual_rms_px=float(np.sqrt(np.mean(np.sum(res**2, 1))) * params.focal_px),
@@ -358,7 +384,8 @@ def _rotation_estimate(R, mask, x0n, x1n, params: VerifyParams, translation_hint
     res = rotation_residuals_n(R, x0n[mask], x1n[mask])
     # The translation the data cannot resolve: a parallax of one threshold at the scene depth.
     sigma_t = params.thr_n * translation_hint
-    cov = rotation_covariance(R, x0n[mask], x1n[mask], sigma_t)
+    cov = rotation_covariance(R, x0n[mask], x1n[mask], sigma_t, params.rot_thr_n, params.match_correlation,
+                              params.cov_scale)
     return PoseEstimate(
         R, np.zeros(3), mask, cov, "rotation", True,
         residual_rms_px=float(np.sqrt(np.mean(res**2)) * params.focal_px),

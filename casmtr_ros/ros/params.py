@@ -125,6 +125,11 @@ _VO_DOC: dict[str, tuple[str, float | None, float | None, tuple[str, ...]]] = {
     "min_depth_points": ("fewer matches with valid depth = fall back to essential + depth scale", 4, 100000, ()),
     "mono_scale_sigma": ("monocular: relative std of the scale (variance along the unit translation)", 1e-6, 10.0,
                          ()),
+    "cov_match_correlation": ("covariance model: share of a match's error that is an error field shared by all matches"
+                              " of a keyframe pair (0 = independent matches; default estimated for SIFT on rendered"
+                              " scenes, README Covariance)", 0.0, 0.99, ()),
+    "cov_scale": ("covariance model: variance factor on the residual-derived pose covariances (residual"
+                  " calibration; default estimated for SIFT on rendered scenes, README Covariance)", 0.01, 100.0, ()),
     "scale_assoc_radius_px": ("monocular: keypoint association radius for carrying triangulated depth", 0.1, 50.0,
                               ()),
     "min_triangulation_deg": ("monocular: minimum ray angle of triangulated points kept as keyframe depth",

@@ -31,6 +31,11 @@ class VOConfig:
 
     # --- monocular scale policy ---
     mono_scale_sigma: float = 0.1  # prior std of the monocular scale, relative (variance along unit t)
+
+    # --- covariance model (casmtr_ros/geometry/covariance.py; defaults estimated on rendered scenes with SIFT by
+    # `python -m casmtr_ros.vo.consistency`, see README "Covariance") ---
+    cov_match_correlation: float = 0.032  # share of a match's error that is a field shared by all matches of a pair
+    cov_scale: float = 1.94  # variance factor on the residual-derived covariances (residual calibration)
     scale_assoc_radius_px: float = 2.0  # keypoint association radius for carrying triangulated depth
     min_triangulation_deg: float = 0.5  # minimum ray angle for triangulated points kept as keyframe depth
     init_min_parallax_px: float = 15.0  # monocular initialisation needs this median parallax
@@ -60,6 +65,10 @@ class VOConfig:
         for name in ("ransac_threshold_px", "pnp_threshold_px", "min_depth_m", "max_depth_m", "mono_scale_sigma"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.cov_match_correlation < 1.0:
+            raise ValueError(f"cov_match_correlation must be in [0, 1), got {self.cov_match_correlation}")
+        if self.cov_scale <= 0:
+            raise ValueError(f"cov_scale must be positive, got {self.cov_scale}")
         if self.min_inliers < 8:
             raise ValueError(f"min_inliers must be >= 8, got {self.min_inliers}")
 

@@ -7,8 +7,9 @@ emits a :class:`KeyframePair`. A frame that fails verification emits no pose.
 Scale policy: with depth (first frame of a segment has a depth image) translations are metric (PnP on the
 keyframe's depth, essential matrix scaled by the depths as fallback). Monocular: the first keyframe pair of a
 segment has a baseline of 1 odometry unit (after a reset: the length of the last baseline); later frames take
-their scale from depths triangulated at the previous keyframe pair (PnP on those points, essential + depth ratio
-as fallback). Rotation-only motion needs no scale.
+their scale from depths triangulated at the previous keyframe pair (the essential matrix scaled by the ratio of
+those depths to its own triangulation; PnP on triangulated points would be biased by their depth errors).
+Rotation-only motion needs no scale. Covariances: see :mod:`casmtr_ros.vo.odometry` and the README (Covariance).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from casmtr_ros.geometry.camera import focal_px, normalize_points
+from casmtr_ros.geometry.covariance import depth_scale_gradient
 from casmtr_ros.geometry.relative_pose import (
     PoseEstimate,
     VerificationError,
@@ -67,6 +69,13 @@ class Pipeline:
         self._scale_ref = 1.0
         self._reset_reason: str | None = None
         self._lock = threading.RLock()  # process() and reset() may come from different threads (ROS callbacks)
+
+    def set_config(self, config: VOConfig) -> None:
+        """Replace the configuration between two frames (the keyframe, pose and state are kept)."""
+        with self._lock:
+            self.config = config
+            self.policy.config = config
+            self.tracker.config = config
 
     @property
     def state(self) -> TrackingState:
@@ -143,6 +152,9 @@ class Pipeline:
         self._num_keyframes += 1
         self.counters["keyframes"] += 1
         self.tracker.start(self.keyframe.has_scale)
+        # The unit of a monocular segment: exact for the first (gauge), a guess (the last baseline) after a reset.
+        unit_var = 0.0 if first or self._metric else c.mono_scale_sigma**2
+        self.composer.start_keyframe(self.keyframe, unit_var)
         odom = None
         if first:  # the odometry origin is the first keyframe by definition
             odom = self.composer.emit(frame.stamp_ns, self.keyframe, np.eye(4), np.zeros((6, 6)), self._metric)
@@ -151,12 +163,20 @@ class Pipeline:
                            status=reason or "first keyframe", reset=reason is not None)
 
     def _params(self, camera) -> VerifyParams:
-        c = self.config
+        params = self.verify_params(self.config, focal_px(camera))
+        # Monocular keyframe depths are triangulated: PnP on them is biased (errors in the 3-D points), the
+        # essential matrix scaled by depth ratios is not.
+        params.triangulated_depth = not self._metric
+        return params
+
+    @staticmethod
+    def verify_params(c: VOConfig, focal: float) -> VerifyParams:
+        """The geometric verification parameters of configuration ``c`` for a camera of focal length ``focal``."""
         return VerifyParams(
-            focal_px=focal_px(camera), estimator=c.estimator, threshold_px=c.ransac_threshold_px,
+            focal_px=focal, estimator=c.estimator, threshold_px=c.ransac_threshold_px,
             pnp_threshold_px=c.pnp_threshold_px, confidence=c.ransac_confidence, max_iters=c.ransac_max_iters,
             refine=c.refine, min_depth_points=c.min_depth_points, min_parallax_px=c.min_parallax_px,
-            scale_sigma=c.mono_scale_sigma,
+            scale_sigma=c.mono_scale_sigma, match_correlation=c.cov_match_correlation, cov_scale=c.cov_scale,
         )
 
     def _check(self, est: PoseEstimate, num_matches: int) -> None:
@@ -231,8 +251,13 @@ class Pipeline:
             est.t = est.t * s
             S = np.diag([s, s, s, 1.0, 1.0, 1.0])
             est.covariance = S @ est.covariance @ S
+            # The odometry takes this baseline as its unit: the scale prior is the segment's (see OdometryComposer).
+            cov_meas = est.covariance - c.mono_scale_sigma**2 * _outer6(est.t)
             reason = "initialisation"
         else:
+            cov_meas = est.covariance
+            if not self._metric:  # the RelativePose also carries the scale error of the keyframe's depths
+                est.covariance = est.covariance + self.composer.keyframe_scale_var(kf) * _outer6(est.t)
             if kf.ref_matches == 0:
                 kf.ref_matches = n
             stats = KeyframeStats(
@@ -244,7 +269,11 @@ class Pipeline:
             )
             reason = self.policy.decide(stats)
         T_cam_kf = pose_matrix(est.R, est.t)
-        odom = self.composer.emit(frame.stamp_ns, kf, T_cam_kf, est.covariance, self._metric, frame.frame_id)
+        grad = None
+        if reason is not None and not self._metric and np.linalg.norm(est.t) > 0:
+            inl = est.inlier_mask  # the scale of the depths this frame would carry as a keyframe
+            grad = depth_scale_gradient(est.R, est.t, x0n[inl], x1n[inl], np.radians(c.min_triangulation_deg))
+        odom = self.composer.emit(frame.stamp_ns, kf, T_cam_kf, cov_meas, self._metric, frame.frame_id, grad)
         pair = None
         if reason is not None:
             pair = self._new_keyframe(checked, matches, x0n, x1n, depth0, est, odom.T_odom_cam, odom.pose_covariance)
@@ -287,9 +316,17 @@ class Pipeline:
         pair = KeyframePair(kf.stamp_ns, frame.stamp_ns, matches, est.inlier_mask.copy(), rel, kf.frame_id,
                             frame.frame_id, self.segment)
         self.keyframe = new
+        self.composer.adopt_keyframe(new)
         self._num_keyframes += 1
         self.counters["keyframes"] += 1
         return pair
+
+
+def _outer6(t: np.ndarray) -> np.ndarray:
+    """6x6 with ``t t^T`` in the translation block (a variance along ``t``)."""
+    out = np.zeros((6, 6))
+    out[:3, :3] = np.outer(t, t)
+    return out
 
 
 def _same_camera(kf: Keyframe, frame: Frame) -> bool:
