@@ -27,6 +27,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+cuda-check: install
+	$(BIN)/python cuda/compile_check.py
+
 bench: install
 	$(RUN) $(BIN)/casmtr-vo bench
 
