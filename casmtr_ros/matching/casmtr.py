@@ -176,7 +176,7 @@ class CasMTRMatcher(Matcher):
             batch[k, :, :hn, :wn] = torch.from_numpy(prepare(im, (hn, wn)))
             masks[k, :hn, :wn] = True
         batch = batch.to(self.device)
-        data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:]}
+        data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:], "coarse_matches": False}
         if net[0] != net[1] or net[0] != (Hc, Wc):
             data["mask0"], data["mask1"] = masks[:1].to(self.device), masks[1:].to(self.device)
         t_pre = time.perf_counter() - t0

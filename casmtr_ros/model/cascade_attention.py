@@ -20,7 +20,7 @@ from torch import nn
 
 from casmtr_ros import ops
 from casmtr_ros.model.local_attention import LocalBlock
-from casmtr_ros.model.quadtree import DWConvMlp, group_children, ungroup_children
+from casmtr_ros.model.quadtree import DWConvMlp, group_children, map_tokens, token_map, ungroup_children
 
 SELF_BLOCKS: dict[str, Callable[..., nn.Module]] = {"local": LocalBlock}
 
@@ -81,12 +81,13 @@ class CascadeQTAttB(nn.Module):
         B, L, C = x.shape
         H = self.nhead
         D = C // H
-        q = self.q_proj(x.transpose(1, 2).reshape(B, C, h, w)).float()
-        k = self.k_proj(source.transpose(1, 2).reshape(B, C, h, w)).float()
-        v = self.v_proj(source.transpose(1, 2).reshape(B, C, h, w)).float()
-        qg = group_children(q.flatten(2).transpose(1, 2).reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
-        kf = k.flatten(2).transpose(1, 2).reshape(B, L, H, D)
-        vf = v.flatten(2).transpose(1, 2).reshape(B, L, H, D)
+        src = token_map(source, h, w)
+        q = self.q_proj(token_map(x, h, w)).float()
+        k = self.k_proj(src).float()
+        v = self.v_proj(src).float()
+        qg = group_children(map_tokens(q).reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
+        kf = map_tokens(k).reshape(B, L, H, D)
+        vf = map_tokens(v).reshape(B, L, H, D)
         index = cand[..., None].expand(-1, -1, -1, H).contiguous()  # [B, L8, K, H]
         score = ops.score_computation(qg.contiguous(), kf.contiguous(), index) * D**-0.5  # [B, L8, 4, K, H]
         if bias is not None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from casmtr_ros import ops
+from casmtr_ros.ops import torch_ops
 
 INF = 1e9
 QUIRK_MODES = ("official", "corrected")
@@ -76,8 +77,12 @@ class CascadeMatching(nn.Module):
         self.double_check = double_check
         self.quirks = quirks
 
-    def _direction(self, f0, f1, idx, mask0, mask1):
-        s = ops.cascade_score(f0.contiguous(), f1.contiguous(), idx.contiguous()) / self.temperature
+    def _direction(self, f0, f1, idx, mask0, mask1, parents=None, hw4=None):
+        if parents is not None and (f0.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
+            s = torch_ops.cascade_score_parents(f0, f1, parents, *hw4)  # PyTorch path: gather once per parent
+        else:
+            s = ops.cascade_score(f0.contiguous(), f1.contiguous(), idx.contiguous())
+        s = s / self.temperature
         if mask0 is not None and mask1 is not None:
             m1 = torch.gather(mask1, 1, idx.flatten(1)).view_as(idx)
             s = s.masked_fill(~(mask0[:, :, None] & m1), -INF)
@@ -99,9 +104,12 @@ class CascadeMatching(nn.Module):
         scale: float = 4.0,
         scale0: torch.Tensor | None = None,
         scale1: torch.Tensor | None = None,
+        parents01: torch.Tensor | None = None,
+        parents10: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``feat* [B, L4, C]``, ``idx_c01/idx_c10 [B, L4, K]`` candidate flat indices, ``next_conf_8c [B, L8]``
-        (1/8 row-softmax max of image 0), masks ``[B, h4, w4]`` bool (True = valid).
+        (1/8 row-softmax max of image 0), masks ``[B, h4, w4]`` bool (True = valid). Optional ``parents01/10
+        [B, L8, K]``: the per-parent candidates ``idx_c*`` were expanded from (faster scoring on the PyTorch path).
 
         Returns ``conf_matrix [B, L4, K]``, ``next_idx_c01/next_conf_c01``, ``next_idx_c10/next_conf_c10 [B, L4]``,
         ``match_mask [B, L4]`` and the matches ``b_ids, i_ids, j_ids, mconf, mkpts0_c, mkpts1_c``.
@@ -113,8 +121,8 @@ class CascadeMatching(nn.Module):
             f1 = feat1.float() / C**0.5
             m0 = mask0.flatten(1) if mask0 is not None else None
             m1 = mask1.flatten(1) if mask1 is not None else None
-            p01, conf01, j01 = self._direction(f0, f1, idx_c01, m0, m1)
-            _, conf10, j10 = self._direction(f1, f0, idx_c10, m1, m0)
+            p01, conf01, j01 = self._direction(f0, f1, idx_c01, m0, m1, parents01, hw4)
+            _, conf10, j10 = self._direction(f1, f0, idx_c10, m1, m0, parents10, hw4)
             keep = self._filter(conf01, j01, j10, next_conf_8c, h4, w4, mask0, mask1)
             if self.quirks == "official" and not keep.any():
                 keep[:, 0] = True

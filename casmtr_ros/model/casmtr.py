@@ -100,12 +100,15 @@ class CasMTR(nn.Module):
       - optional ``mask0``, ``mask1`` (or the official names ``mask0_origin``, ``mask1_origin``): ``[B, H, W]``
         bool, True = valid (zero-padded images);
       - optional ``scale0``, ``scale1``: ``[B, 2]`` (w_orig / w_net, h_orig / h_net) applied to the coordinates;
-      - optional ``profile``: synchronise CUDA between stages so the timings are exact.
+      - optional ``profile``: synchronise CUDA between stages so the timings are exact;
+      - optional ``coarse_matches`` (default True): False skips the 1/8 ``conf_matrix`` and LoFTR matches, which
+        the 4c output never uses (inference speed; the matchers pass False).
     Outputs:
       - ``mkpts0_f``, ``mkpts1_f`` ``[M, 2]`` (x, y) input pixels (x scale), ``mconf`` ``[M]``, ``m_bids`` ``[M]``,
         ``expec_f`` ``[M, 3]``;
       - ``stage_8c``: ``next_idx_c01/next_conf_c01 [B, L8]``, ``next_idx_c10/next_conf_c10``, ``conf_matrix
-        [B, L8, L8]`` and the LoFTR 1/8 matches (``b_ids, i_ids, j_ids, mconf, mkpts0_c, mkpts1_c``);
+        [B, L8, L8]`` and the LoFTR 1/8 matches (``b_ids, i_ids, j_ids, mconf, mkpts0_c, mkpts1_c``; these two
+        only with ``coarse_matches``);
       - ``stage_4c``: ``idx_c01/idx_c10 [B, L4, 100]``, ``conf_matrix [B, L4, 100]``, ``next_idx_*``,
         ``next_conf_*`` ``[B, L4]``, ``match_mask [B, L4]`` and the 1/4 matches;
       - ``hw0_i, hw0_8c, hw0_4c, hw0_f`` (and ``hw1_*``); ``timings``: seconds per stage (``STAGES``).
@@ -211,6 +214,7 @@ class CasMTR(nn.Module):
                 H / h8,
                 scale0,
                 scale1,
+                matches=bool(data.get("coarse_matches", True)),
             )
         out["stage_8c"] = s8
         timer.lap("coarse_matching")
@@ -232,6 +236,8 @@ class CasMTR(nn.Module):
             H / h4,
             scale0,
             scale1,
+            parents01=cand01,
+            parents10=cand10,
         )
         out["stage_4c"] = s4
         timer.lap("cascade_matching")

@@ -22,6 +22,18 @@ def _border_mask(mask: torch.Tensor, b: int) -> None:
     mask[:, :, :, :, -b:] = False
 
 
+def max_over_rows(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p.max(dim=1)`` of a ``[B, L0, L1]`` tensor (values and first maximal index), computed without the slow
+    strided arg-max reduction: vectorised ``amax`` reductions over rows (values, then the first row reaching them,
+    as the largest reversed row number)."""
+    L0 = p.shape[1]
+    vals = p.amax(dim=1)
+    dtype = torch.int16 if L0 < 2**15 else torch.int32
+    reversed_rows = torch.arange(L0, 0, -1, dtype=dtype, device=p.device)[None, :, None]
+    hit = torch.where(p == vals[:, None, :], reversed_rows, torch.zeros((), dtype=dtype, device=p.device))
+    return vals, L0 - hit.amax(dim=1).long()
+
+
 class CoarseMatching(nn.Module):
     """Dual-softmax over ``<f0, f1> / (C * temperature)``; runs in fp32 with autocast disabled."""
 
@@ -42,33 +54,40 @@ class CoarseMatching(nn.Module):
         scale: float = 8.0,
         scale0: torch.Tensor | None = None,
         scale1: torch.Tensor | None = None,
+        matches: bool = True,
     ) -> dict[str, torch.Tensor]:
         """``feat0 [B, L0, C]``, ``feat1 [B, L1, C]``, masks ``[B, L]`` bool (True = valid).
 
         Returns ``next_idx_c01/next_conf_c01 [B, L0]`` (row-softmax arg-max/max), ``next_idx_c10/next_conf_c10
-        [B, L1]``, ``conf_matrix [B, L0, L1]`` and the mutual-NN matches ``b_ids, i_ids, j_ids, mconf,
-        mkpts0_c, mkpts1_c`` (pixels, ``(x, y)``).
+        [B, L1]`` and, when ``matches`` (default; training and visualisation), also ``conf_matrix [B, L0, L1]``
+        and the mutual-NN matches ``b_ids, i_ids, j_ids, mconf, mkpts0_c, mkpts1_c`` (pixels, ``(x, y)``).
+        ``matches=False`` (inference) skips both: only the arg-max outputs feed the cascade (spec §5), and the
+        dual-softmax product plus the mutual-NN extraction cost more than half of this stage on CPU.
         """
         with torch.autocast(feat0.device.type, enabled=False):
             C = feat0.shape[-1]
             f0 = feat0.float() / C**0.5
             f1 = feat1.float() / C**0.5
-            sim = torch.einsum("nlc,nsc->nls", f0, f1) / self.temperature
+            sim = torch.einsum("nlc,nsc->nls", f0, f1).div_(self.temperature)
             if mask0 is not None and mask1 is not None:
-                sim = sim.masked_fill(~(mask0[:, :, None] & mask1[:, None, :]), -INF)
+                sim.masked_fill_(~(mask0[:, :, None] & mask1[:, None, :]), -INF)
             p01 = torch.softmax(sim, 2)
-            p10 = torch.softmax(sim, 1)
-            conf = p01 * p10
             next_conf_c01, next_idx_c01 = p01.max(dim=2)
-            next_conf_c10, next_idx_c10 = p10.max(dim=1)
+            if not matches:
+                del p01  # free the [L0, L1] buffer before the column softmax allocates its own
+            p10 = torch.softmax(sim, 1)
+            del sim
+            next_conf_c10, next_idx_c10 = max_over_rows(p10) if p10.dtype != torch.float64 else p10.max(dim=1)
             out = {
-                "conf_matrix": conf,
                 "next_idx_c01": next_idx_c01,
                 "next_conf_c01": next_conf_c01,
                 "next_idx_c10": next_idx_c10,
                 "next_conf_c10": next_conf_c10,
             }
-            out.update(self._matches(conf, hw0, hw1, mask0, mask1, scale, scale0, scale1))
+            if matches:
+                conf = p01 * p10
+                out["conf_matrix"] = conf
+                out.update(self._matches(conf, hw0, hw1, mask0, mask1, scale, scale0, scale1))
         return out
 
     def _matches(self, conf, hw0, hw1, mask0, mask1, scale, scale0, scale1) -> dict[str, torch.Tensor]:

@@ -1,0 +1,54 @@
+"""``cascade_score_parents`` (keys gathered once per 2x2 parent) equals ``cascade_score`` on per-pixel candidates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from casmtr_ros.model.cascade_attention import CascadeFeatureTransformer, candidate_windows, window_offsets
+from casmtr_ros.ops import torch_ops
+
+
+def _case(B: int, h8: int, w8: int, C: int, seed: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    h4, w4 = 2 * h8, 2 * w8
+    q = torch.randn(B, h4 * w4, C, generator=g, dtype=dtype)
+    k = torch.randn(B, h4 * w4, C, generator=g, dtype=dtype)
+    centre = torch.randint(0, h8 * w8, (B, h8 * w8), generator=g)
+    parents = candidate_windows(centre, window_offsets(5), h8, w8)
+    return q, k, parents, h4, w4
+
+
+@pytest.mark.parametrize("B,h8,w8,C", [(1, 5, 5, 8), (2, 6, 9, 16), (1, 12, 10, 64)])
+def test_equals_per_pixel_scores(B: int, h8: int, w8: int, C: int) -> None:
+    q, k, parents, h4, w4 = _case(B, h8, w8, C, seed=h8 * w8)
+    per_pixel = CascadeFeatureTransformer.per_pixel(parents, h4, w4)
+    ref = torch_ops.cascade_score(q, k, per_pixel)
+    out = torch_ops.cascade_score_parents(q, k, parents, h4, w4)
+    assert out.shape == ref.shape == (B, h4 * w4, 100)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # naive reference: explicit dot products
+    b, i, kk = 0, 7, 42
+    assert float(out[b, i, kk]) == pytest.approx(float(q[b, i] @ k[b, per_pixel[b, i, kk]]), rel=1e-5, abs=1e-5)
+
+
+def test_fp64_and_gradients() -> None:
+    q, k, parents, h4, w4 = _case(1, 5, 6, 4, seed=3, dtype=torch.float64)
+    q.requires_grad_(True)
+    k.requires_grad_(True)
+    per_pixel = CascadeFeatureTransformer.per_pixel(parents, h4, w4)
+    out = torch_ops.cascade_score_parents(q, k, parents, h4, w4)
+    assert out.dtype == torch.float64
+    w = torch.randn_like(out)
+    gq, gk = torch.autograd.grad((out * w).sum(), (q, k))
+    rq, rk = torch.autograd.grad((torch_ops.cascade_score(q, k, per_pixel) * w).sum(), (q, k))
+    torch.testing.assert_close(gq, rq)
+    torch.testing.assert_close(gk, rk)
+
+
+def test_bad_inputs() -> None:
+    q, k, parents, h4, w4 = _case(1, 5, 5, 4, seed=1)
+    with pytest.raises(ValueError, match="do not fit"):
+        torch_ops.cascade_score_parents(q, k, parents, h4 + 2, w4)
+    with pytest.raises(IndexError, match="out of range"):
+        torch_ops.cascade_score_parents(q, k, parents + k.shape[1], h4, w4)
