@@ -13,7 +13,6 @@ to a common size and padding masks are passed to the model.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, ClassVar
 
 import cv2
@@ -22,7 +21,6 @@ import torch
 
 from casmtr_ros.matching.base import Matcher, check_image, register_matcher
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
-from casmtr_ros.model.variants import REQUIRES_WEIGHTS
 from casmtr_ros.types import InputError, Matches
 
 MIN_SIDE = 64  # the 1/8 map needs >= 5 cells per side for the 5x5 candidate windows
@@ -73,8 +71,8 @@ class CasMTRMatcher(Matcher):
 
     - ``variant``: a name in ``casmtr_ros.model.VARIANTS``;
     - ``weights``: checkpoint path, shipped weight name or state dict; ``None`` uses the variant's
-      ``default_weights``; without those, variants in ``REQUIRES_WEIGHTS`` (the official ones) refuse to start
-      unless ``random_init`` is True (random weights: tests only), others warn;
+      ``default_weights`` (the shipped file); without those every variant refuses to start unless
+      ``random_init`` is True (untrained weights: tests and training only), so a user never matches with garbage;
     - ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto';
     - ``resize``: longer side of the network input (``None`` = original size); sides rounded to multiples of 32;
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
@@ -129,16 +127,11 @@ class CasMTRMatcher(Matcher):
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
         if weights is not None:
             load_weights(self.model, weights, variant=c["variant"])
-        elif c["random_init"]:
-            pass
-        elif c["variant"] not in REQUIRES_WEIGHTS:
-            warnings.warn(
-                f"{c['variant']}: no weights given, matching with the variant's untrained initialisation", stacklevel=2
-            )
-        else:
+        elif not c["random_init"]:
             raise ValueError(
-                f"{c['variant']}: no weights given. Pass weights=<path to pl_checkpoint.ckpt or a state dict, or a "
-                "shipped weight name>; random weights only with random_init=True."
+                f"{c['variant']}: no weights given and none shipped for this variant. Pass weights=<path to "
+                "pl_checkpoint.ckpt or a state dict, or a shipped weight name>; untrained weights only with "
+                "random_init=True."
             )
         self.model.to(self.device).eval()
 

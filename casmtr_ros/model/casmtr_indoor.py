@@ -27,7 +27,7 @@ from casmtr_ros.model.casmtr import BACKBONES, MODELS, CasMTR
 from casmtr_ros.model.ladder import Ladder42
 from casmtr_ros.model.relative_bias import BiasedCascadeTransformer
 from casmtr_ros.model.resnet_fpn import ResNetFPN842
-from casmtr_ros.model.variants import REQUIRES_WEIGHTS, VARIANTS
+from casmtr_ros.model.variants import VARIANTS
 
 # configs/model_configs/indoor/loftr_ds_quadtree_cas_stage3.py, merged onto casmtr.OUTDOOR_4C.
 INDOOR_4C: dict[str, Any] = {
@@ -111,4 +111,3 @@ class CasMTRIndoor(CasMTR):
 
 MODELS.setdefault("casmtr-indoor", CasMTRIndoor)
 VARIANTS.setdefault("casmtr-4c-indoor", INDOOR_4C)
-REQUIRES_WEIGHTS.add("casmtr-4c-indoor")

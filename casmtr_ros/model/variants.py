@@ -14,9 +14,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "casmtr-4c-outdoor": {"model": "casmtr"},
 }
 
-# Variants whose weights must come from a checkpoint: a matcher without weights refuses to start unless
-# ``random_init`` is asked for; other variants without weights start from their own initialisation, with a warning.
-REQUIRES_WEIGHTS: set[str] = {"casmtr-4c-outdoor"}
 
 # The CPU variant (XFeat-initialised backbone, narrow stages); importing it registers the 'xfeat' backbone.
 from casmtr_ros.model.lite import CASMTR_4C_LITE  # noqa: E402
