@@ -20,7 +20,8 @@ from torch import nn
 
 from casmtr_ros import ops
 from casmtr_ros.model.local_attention import LocalBlock
-from casmtr_ros.model.quadtree import DWConvMlp, group_children, map_tokens, token_map, ungroup_children
+from casmtr_ros.model.quadtree import DWConvMlp, group_children, pointwise, ungroup_children
+from casmtr_ros.ops import torch_ops
 
 SELF_BLOCKS: dict[str, Callable[..., nn.Module]] = {"local": LocalBlock}
 
@@ -57,6 +58,13 @@ def candidate_windows(centre: torch.Tensor, window: torch.Tensor, h8: int, w8: i
     return idx.clamp(0, 4 * h8 * w8 - 1)
 
 
+def window_cells(cand: torch.Tensor, w8: int) -> torch.Tensor:
+    """``[B, L8, 4*K8]`` candidates of :func:`candidate_windows` -> ``[B, L8, K8]`` flat 1/8 cells they cover."""
+    first = cand[..., ::4]  # child (0, 0) of each cell: (2r) * w4 + 2c
+    w4 = 2 * w8
+    return torch.div(first, 2 * w4, rounding_mode="floor") * w8 + torch.div(first % w4, 2, rounding_mode="floor")
+
+
 class CascadeQTAttB(nn.Module):
     """Each 2x2 block of 1/4 queries attends to the candidates of its 1/8 parent (§7.2)."""
 
@@ -76,20 +84,26 @@ class CascadeQTAttB(nn.Module):
         w: int,
         cand: torch.Tensor,
         bias: torch.Tensor | None = None,
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x, source [B, h*w, C]``; ``cand [B, L8, K]`` flat 1/4 indices of ``source``. Returns ``[B, h*w, C]``."""
+        """``x, source [B, h*w, C]``; ``cand [B, L8, K]`` flat 1/4 indices of ``source``; optional ``cells
+        [B, L8, K/4]``: the 1/8 cells whose 2x2 children ``cand`` lists (cell-major, child row-major), which lets
+        the PyTorch path gather whole cells. Returns ``[B, h*w, C]``."""
         B, L, C = x.shape
         H = self.nhead
         D = C // H
-        src = token_map(source, h, w)
-        q = self.q_proj(token_map(x, h, w)).float()
-        k = self.k_proj(src).float()
-        v = self.v_proj(src).float()
-        qg = group_children(map_tokens(q).reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
-        kf = map_tokens(k).reshape(B, L, H, D)
-        vf = map_tokens(v).reshape(B, L, H, D)
+        q = pointwise(self.q_proj, x).float()
+        k = pointwise(self.k_proj, source).float()
+        v = pointwise(self.v_proj, source).float()
+        qg = group_children(q.reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
+        kf = k.reshape(B, L, H, D)
+        vf = v.reshape(B, L, H, D)
         index = cand[..., None].expand(-1, -1, -1, H).contiguous()  # [B, L8, K, H]
-        score = ops.score_computation(qg.contiguous(), kf.contiguous(), index) * D**-0.5  # [B, L8, 4, K, H]
+        if cells is not None and (x.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
+            score = torch_ops.window_score(qg, group_children(kf, h, w), cells)
+        else:
+            score = ops.score_computation(qg.contiguous(), kf.contiguous(), index)
+        score = score * D**-0.5  # [B, L8, 4, K, H]
         if bias is not None:
             score = score + bias
         A = torch.softmax(score, dim=3)
@@ -118,8 +132,9 @@ class CascadeQuadtreeBlock(nn.Module):
         w: int,
         cand: torch.Tensor,
         bias: torch.Tensor | None = None,
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), self.norm1(source), h, w, cand, bias)
+        x = x + self.attn(self.norm1(x), self.norm1(source), h, w, cand, bias, cells)
         return x + self.mlp(self.norm2(x), h, w)
 
 
@@ -181,13 +196,14 @@ class CascadeFeatureTransformer(nn.Module):
         cand10 = candidate_windows(next_idx_c10, self.window, h8, w8)
         bias01 = self.cross_bias(next_idx_c01, cand01, h8, w8)
         bias10 = self.cross_bias(next_idx_c10, cand10, h8, w8)
+        cells01, cells10 = (window_cells(c, w8) for c in (cand01, cand10))
         for layer, name in zip(self.layers, self.layer_names, strict=True):
             if name == "self":
                 feat0 = layer(feat0, h4, w4)
                 feat1 = layer(feat1, h4, w4)
             else:
                 feat0, feat1 = (
-                    layer(feat0, feat1, h4, w4, cand01, bias01),
-                    layer(feat1, feat0, h4, w4, cand10, bias10),
+                    layer(feat0, feat1, h4, w4, cand01, bias01, cells01),
+                    layer(feat1, feat0, h4, w4, cand10, bias10, cells10),
                 )
         return feat0, feat1, cand01, cand10

@@ -24,6 +24,11 @@ def token_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x.reshape(B, h, w, C).permute(0, 3, 1, 2)
 
 
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 ``conv`` applied to ``[B, L, C]`` tokens as a Linear (same values, no im2col)."""
+    return F.linear(x, conv.weight.view(conv.out_channels, conv.in_channels))
+
+
 def map_tokens(x: torch.Tensor) -> torch.Tensor:
     """``[B, C, h, w]`` map -> ``[B, h*w, C]`` tokens (a view for channels-last maps)."""
     return x.flatten(2).transpose(1, 2)
@@ -154,10 +159,9 @@ class QuadtreeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor, h: int, w: int) -> torch.Tensor:
         B, L, C = x.shape
-        src = token_map(source, h, w)
-        q = self.q_proj(token_map(x, h, w))
-        k = self.k_proj(src)
-        v = self.v_proj(src)
+        q = token_map(pointwise(self.q_proj, x), h, w)
+        k = token_map(pointwise(self.k_proj, source), h, w)
+        v = token_map(pointwise(self.v_proj, source), h, w)
         qs, ks, vs = [], [], []
         for i in range(self.scale):
             qs.append(q.float())

@@ -70,7 +70,7 @@ class TrainConfig:
     fine_max_matches: int = 1024  # fine-stage rows per pair (random subset of the kept rows)
     loss: LossConf = field(default_factory=LossConf)
     threads: int = 0  # torch CPU threads per process (0 = leave torch's default)
-    fast_ops: bool = True  # row-gather versions of the PyTorch gathered ops (training/fast_ops.py)
+    fast_ops: bool = True  # deprecated, no effect: casmtr_ros.ops' PyTorch path is the fast one (kept so configs load)
 
     @property
     def total_steps(self) -> int:

@@ -30,7 +30,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from casmtr_ros.training import datasets as D
-from casmtr_ros.training import fast_ops
 from casmtr_ros.training.config import SourceConf, TrainConfig, shared_data_dir
 from casmtr_ros.training.forward import ForwardConf, training_step
 
@@ -235,8 +234,6 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.is_main = self.rank == 0
-        if cfg.fast_ops:
-            fast_ops.install()
         self.progress = progress and self.is_main
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)

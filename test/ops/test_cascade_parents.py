@@ -1,11 +1,18 @@
-"""``cascade_score_parents`` (keys gathered once per 2x2 parent) equals ``cascade_score`` on per-pixel candidates."""
+"""The cascade fast paths equal the general ops: ``cascade_score_parents`` (keys gathered once per 2x2 parent) vs
+``cascade_score`` on per-pixel candidates, ``window_score`` (whole-cell gathers) vs ``score_computation``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from casmtr_ros.model.cascade_attention import CascadeFeatureTransformer, candidate_windows, window_offsets
+from casmtr_ros.model.cascade_attention import (
+    CascadeFeatureTransformer,
+    candidate_windows,
+    window_cells,
+    window_offsets,
+)
+from casmtr_ros.model.quadtree import group_children
 from casmtr_ros.ops import torch_ops
 
 
@@ -52,3 +59,20 @@ def test_bad_inputs() -> None:
         torch_ops.cascade_score_parents(q, k, parents, h4 + 2, w4)
     with pytest.raises(IndexError, match="out of range"):
         torch_ops.cascade_score_parents(q, k, parents + k.shape[1], h4, w4)
+
+
+@pytest.mark.parametrize("B,h8,w8,H,D", [(1, 5, 5, 2, 8), (2, 7, 6, 4, 16)])
+def test_window_score_equals_score_computation(B: int, h8: int, w8: int, H: int, D: int) -> None:
+    g = torch.Generator().manual_seed(B * h8 + w8)
+    h4, w4 = 2 * h8, 2 * w8
+    q = torch.randn(B, h8 * w8, 4, H, D, generator=g)
+    k = torch.randn(B, h4 * w4, H, D, generator=g)
+    cand = candidate_windows(torch.randint(0, h8 * w8, (B, h8 * w8), generator=g), window_offsets(5), h8, w8)
+    cells = window_cells(cand, w8)
+    kids = torch.stack([(2 * (cells // w8) + a) * w4 + 2 * (cells % w8) + b for a in (0, 1) for b in (0, 1)], -1)
+    assert torch.equal(kids.flatten(-2), cand)  # the cells' children, cell-major, are the candidates
+    index = cand[..., None].expand(-1, -1, -1, H).contiguous()
+    ref = torch_ops.score_computation(q, k, index)
+    out = torch_ops.window_score(q, group_children(k, h4, w4), cells)
+    assert out.shape == ref.shape == (B, h8 * w8, 4, 100, H)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
