@@ -41,6 +41,7 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # 'official' coordinates (network points x orig/net): the training GT puts 1/4 points at pixel centres
     # (4x, 4y), which the 'corrected' mode's +0.5 shift would move by half a network pixel.
     "quirks": "official",
+    "default_weights": "casmtr-4c-lite",  # casmtr_ros/weights/casmtr-4c-lite.pt (see docs/model_card.md)
 }
 
 
