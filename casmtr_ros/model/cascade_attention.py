@@ -65,6 +65,13 @@ def window_cells(cand: torch.Tensor, w8: int) -> torch.Tensor:
     return torch.div(first, 2 * w4, rounding_mode="floor") * w8 + torch.div(first % w4, 2, rounding_mode="floor")
 
 
+def cell_children(cells: torch.Tensor, w8: int) -> torch.Tensor:
+    """Inverse of :func:`window_cells`: ``[B, L8, K8]`` 1/8 cells -> ``[B, L8, 4*K8]`` 1/4 children (cell-major)."""
+    r, c = torch.div(cells, w8, rounding_mode="floor"), cells % w8
+    w4 = 2 * w8
+    return torch.stack([(2 * r + a) * w4 + (2 * c + b) for a in (0, 1) for b in (0, 1)], -1).flatten(-2)
+
+
 class CascadeQTAttB(nn.Module):
     """Each 2x2 block of 1/4 queries attends to the candidates of its 1/8 parent (§7.2)."""
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from casmtr_ros import ops
+from casmtr_ros.model.cascade_attention import cell_children, window_cells
 from casmtr_ros.ops import torch_ops
 
 INF = 1e9
@@ -79,7 +80,10 @@ class CascadeMatching(nn.Module):
 
     def _direction(self, f0, f1, idx, mask0, mask1, parents=None, hw4=None):
         if parents is not None and (f0.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
-            s = torch_ops.cascade_score_parents(f0, f1, parents, *hw4)  # PyTorch path: gather once per parent
+            cells = window_cells(parents, hw4[1] // 2)
+            if not torch.equal(cell_children(cells, hw4[1] // 2), parents):  # not whole-cell windows
+                cells = None
+            s = torch_ops.cascade_score_parents(f0, f1, parents, *hw4, cells)  # PyTorch path: gather once per parent
         else:
             s = ops.cascade_score(f0.contiguous(), f1.contiguous(), idx.contiguous())
         s = s / self.temperature

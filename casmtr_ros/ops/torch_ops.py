@@ -133,7 +133,7 @@ def cascade_score(query: torch.Tensor, key: torch.Tensor, index: torch.Tensor) -
 
 
 def cascade_score_parents(
-    query: torch.Tensor, key: torch.Tensor, parents: torch.Tensor, h: int, w: int
+    query: torch.Tensor, key: torch.Tensor, parents: torch.Tensor, h: int, w: int, cells: torch.Tensor | None = None
 ) -> torch.Tensor:
     """:func:`cascade_score` when the 2x2 children of every parent share the parent's candidates.
 
@@ -141,6 +141,8 @@ def cascade_score_parents(
         query: ``[B, h*w, C]`` row-major on an ``h x w`` grid (``h``, ``w`` even).
         key: ``[B, N2, C]``.
         parents: ``[B, (h/2)*(w/2), K]`` int64 rows of ``key`` per 2x2 parent cell.
+        cells: optional ``[B, (h/2)*(w/2), K/4]`` cells of ``key`` (on the same ``h x w`` grid) whose 2x2 children,
+            cell-major and row-major within a cell, are ``parents``; then whole cells are gathered (4x fewer rows).
     Returns:
         ``[B, h*w, K]``, equal to ``cascade_score(query, key, per_pixel(parents))``: the keys are gathered once per
         parent (4x less gathering than per pixel) and scored with one ``[4, C] x [C, K]`` product per parent.
@@ -153,10 +155,16 @@ def cascade_score_parents(
     _check_index(parents, N2, "cascade_score_parents")
     acc = _acc(query, key)
     q = query.to(acc).reshape(B, h // 2, 2, w // 2, 2, C).transpose(2, 3).reshape(B * L, 4, C)
-    k_rows = key.to(acc).reshape(B * N2, C)
+    if cells is not None:
+        _check_index(cells, L, "cascade_score_parents")
+        k_rows = key.to(acc).reshape(B, h // 2, 2, w // 2, 2, C).transpose(2, 3).reshape(B * L, 4 * C)
+        index, n_rows = cells, L
+    else:
+        k_rows = key.to(acc).reshape(B * N2, C)
+        index, n_rows = parents, N2
     out = query.new_empty((B, L, 4, K), dtype=acc)
     for s, e in _chunks(L, B * K * C):
-        rows = parents[:, s:e] + _batch_offsets(B, N2, 3, parents.device)
+        rows = index[:, s:e] + _batch_offsets(B, n_rows, 3, index.device)
         g = k_rows.index_select(0, rows.reshape(-1)).view(B * (e - s), K, C)
         qs = q.view(B, L, 4, C)[:, s:e].reshape(-1, 4, C)
         out[:, s:e] = torch.bmm(qs, g.transpose(1, 2)).view(B, e - s, 4, K)

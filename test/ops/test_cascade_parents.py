@@ -9,6 +9,7 @@ import torch
 from casmtr_ros.model.cascade_attention import (
     CascadeFeatureTransformer,
     candidate_windows,
+    cell_children,
     window_cells,
     window_offsets,
 )
@@ -34,6 +35,8 @@ def test_equals_per_pixel_scores(B: int, h8: int, w8: int, C: int) -> None:
     out = torch_ops.cascade_score_parents(q, k, parents, h4, w4)
     assert out.shape == ref.shape == (B, h4 * w4, 100)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    by_cells = torch_ops.cascade_score_parents(q, k, parents, h4, w4, window_cells(parents, w8))
+    assert torch.equal(by_cells, out)  # whole-cell rows gather the same keys in the same order
     # naive reference: explicit dot products
     b, i, kk = 0, 7, 42
     assert float(out[b, i, kk]) == pytest.approx(float(q[b, i] @ k[b, per_pixel[b, i, kk]]), rel=1e-5, abs=1e-5)
@@ -71,6 +74,7 @@ def test_window_score_equals_score_computation(B: int, h8: int, w8: int, H: int,
     cells = window_cells(cand, w8)
     kids = torch.stack([(2 * (cells // w8) + a) * w4 + 2 * (cells % w8) + b for a in (0, 1) for b in (0, 1)], -1)
     assert torch.equal(kids.flatten(-2), cand)  # the cells' children, cell-major, are the candidates
+    assert torch.equal(cell_children(cells, w8), cand)
     index = cand[..., None].expand(-1, -1, -1, H).contiguous()
     ref = torch_ops.score_computation(q, k, index)
     out = torch_ops.window_score(q, group_children(k, h4, w4), cells)
