@@ -41,6 +41,9 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # 'official' coordinates (network points x orig/net): the training GT puts 1/4 points at pixel centres
     # (4x, 4y), which the 'corrected' mode's +0.5 shift would move by half a network pixel.
     "quirks": "official",
+    # No NMS by default (as indoor-4c): with the shipped weights, NMS 5 leaves ~70-100 matches per KITTI pair and
+    # the VO loses track on the KITTI 06 clip, NMS off keeps ~2700 and raises pose AUC (docs/model_card.md).
+    "match_cascade": {"nms_kernel": 0},
     "default_weights": "casmtr-4c-lite",  # casmtr_ros/weights/casmtr-4c-lite.pt (see docs/model_card.md)
 }
 

