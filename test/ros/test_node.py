@@ -261,4 +261,8 @@ def test_monocular_odometry_follows_ground_truth_up_to_scale(services: dict) -> 
     assert travelled > 0.3
     assert np.linalg.norm(scale * est - ref, axis=1).max() < 0.1 * travelled
     diags = [d for d in services["rec"]["diagnostics"] if d["name"].endswith("visual odometry")]
-    assert int(diags[-1]["values"]["frames_dropped"]) > 0
+    # Whether frames are dropped depends on how fast the matcher runs on this machine; the accounting must hold
+    # either way: every received frame is processed, dropped, refused or ignored while paused (one may be in flight).
+    v = {k: int(x) for k, x in diags[-1]["values"].items() if k.startswith("frames_")}
+    accounted = v["frames_processed"] + v["frames_dropped"] + v["frames_refused"] + v["frames_ignored_paused"]
+    assert v["frames_processed"] >= 4 and 0 <= v["frames_received"] - accounted <= 1, v
