@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export_only:
         return _export(out, args.export)
     trainer = Trainer(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    logs = trainer.train()
+    logs = trainer.train(time_budget_s=None if args.minutes is None else args.minutes * 60)
     if trainer.is_main and args.export:
         _export(out, args.export)
     if trainer.is_main:
@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue exactly from <out>/last.pt")
     p.add_argument("--init", help="initial weights: 'xfeat', 'none', a checkpoint path or shipped weights name")
     p.add_argument("--steps", type=int, help="total steps (changes the last stage's length)")
+    p.add_argument("--minutes", type=float,
+                   help="time budget: fit the last stage's schedule to it after a few steps, stop and save in time")
     p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--export", metavar="PATH", help="after training, write the weights (fp16) and PATH.json")

@@ -319,11 +319,41 @@ class Trainer:
     def _signal(self, *_: Any) -> None:
         self._stop = True
 
-    def train(self, max_steps: int | None = None) -> dict[str, float]:
+    def fit_schedule(self, stop: int, sec_per_step: float, seconds_left: float) -> int:
+        """Shrink the last stage so training ends within ``seconds_left`` at ``sec_per_step``; returns the new stop.
+
+        The last stage's length and milestones are scaled together, so a run given a time budget (a short lease
+        of a GPU) still completes its learning-rate decay. Never lengthens the schedule. The fitted config is what
+        the checkpoint stores, so ``--resume`` continues the same schedule.
+        """
+        fit = self.step + max(1, int(seconds_left / max(sec_per_step, 1e-6)))
+        if fit >= stop:
+            return stop
+        last = self.cfg.stages[-1]
+        start = self.cfg.total_steps - last.steps
+        new_len = max(1, fit - start)
+        ratio = new_len / max(1, last.steps)
+        last.milestones = [max(1, round(m * ratio)) for m in last.milestones]
+        last.steps = new_len
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            print(f"time budget: {sec_per_step:.3f} s/step, schedule fitted to {self.cfg.total_steps} steps "
+                  f"(last stage {new_len}, milestones {last.milestones})", flush=True)
+        return self.cfg.total_steps
+
+    def train(self, max_steps: int | None = None, time_budget_s: float | None = None,
+              fit_after: int = 40) -> dict[str, float]:
+        """Train until the schedule's end, ``max_steps`` or ``time_budget_s`` seconds (then save and return).
+
+        With a time budget the last stage is fitted to it (:meth:`fit_schedule`) after ``fit_after`` steps.
+        """
         cfg = self.cfg
         stop = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
         if self.step >= stop:
             return {}
+        first_step = self.step
+        t_fit0: float | None = None
         old = signal.signal(signal.SIGTERM, self._signal) if self.is_main else None
         sampler = StepShardSampler(self.step, stop, cfg.batch_size, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=cfg.num_workers,
@@ -394,6 +424,14 @@ class Trainer:
                     bar.set_postfix(loss=f"{logs['loss']:.3f}", acc8=f"{logs.get('acc8', float('nan')):.2f}",
                                     acc4=f"{logs.get('acc4', float('nan')):.2f}")
                 stop_now = self._stop
+                if time_budget_s is not None:
+                    done = self.step - first_step
+                    if done == 5:
+                        t_fit0 = time.time()  # skip the first steps (allocator, cudnn autotune, workers)
+                    elif done == 5 + fit_after and t_fit0 is not None and self.world == 1:
+                        rate = (time.time() - t_fit0) / fit_after
+                        stop = self.fit_schedule(stop, rate, time_budget_s - (time.time() - t_start) - 5 * rate)
+                    stop_now = stop_now or time.time() - t_start > time_budget_s or self.step >= stop
                 if self.world > 1:
                     flag = torch.tensor([int(stop_now)], device=self.device)
                     dist.all_reduce(flag)

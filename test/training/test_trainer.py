@@ -98,6 +98,35 @@ def test_resume_is_exact(photo_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "b" / "curves.png").is_file()
 
 
+def test_time_budget_fits_the_last_stage(photo_dir: Path, tmp_path: Path) -> None:
+    """A time budget shrinks the last stage and scales its milestones with it; never lengthens the schedule."""
+    raw = _cfg(photo_dir, init="none")
+    raw["stages"][1].update(steps=1002, milestones=[501, 801])
+    trainer = Trainer(config_from_dict(raw), tmp_path / "fit", progress=False)
+    trainer.step = 10
+    assert trainer.fit_schedule(1003, sec_per_step=0.5, seconds_left=1e6) == 1003  # ample time: unchanged
+    stop = trainer.fit_schedule(1003, sec_per_step=0.5, seconds_left=45.0)  # 90 more steps fit
+    assert stop == 100 == trainer.cfg.total_steps
+    last = trainer.cfg.stages[-1]
+    assert last.steps == 99 and last.milestones == [round(501 * 99 / 1002), round(801 * 99 / 1002)]
+    saved = yaml.safe_load((tmp_path / "fit" / "config.yaml").read_text())
+    assert saved["stages"][-1]["steps"] == 99
+
+
+@needs_xfeat
+@pytest.mark.slow
+def test_training_with_a_time_budget_stops_and_saves(photo_dir: Path, tmp_path: Path) -> None:
+    raw = _cfg(photo_dir)
+    raw["stages"][1].update(steps=100000, milestones=[50000])
+    trainer = Trainer(config_from_dict(raw), tmp_path / "tb", progress=False)
+    trainer.train(time_budget_s=20.0, fit_after=3)
+    ck = torch.load(tmp_path / "tb" / "last.pt", weights_only=False)
+    fitted = ck["config"]["stages"][-1]
+    assert 8 <= ck["step"] < 100001  # ran past the fitting steps, stopped long before the nominal end
+    assert fitted["steps"] < 100000 and ck["step"] <= 1 + fitted["steps"]
+    assert fitted["milestones"][0] == round(50000 * fitted["steps"] / 100000)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
