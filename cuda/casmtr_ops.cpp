@@ -7,6 +7,7 @@
 
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -14,6 +15,30 @@
 namespace {
 
 using at::Tensor;
+
+// Error messages are assembled as one std::string without iostreams: TORCH_CHECK with several arguments formats
+// them through std::ostringstream inside this library, and formatting an integer that way crashed (SIGSEGV in
+// libstdc++) on an H100 machine with torch 2.11.0+cu130 and g++ 13.3. One std::string argument takes
+// TORCH_CHECK's path that uses the string as it is.
+std::string piece(const char* s) { return s; }
+std::string piece(const std::string& s) { return s; }
+std::string piece(const c10::Device& d) { return d.str(); }
+std::string piece(at::ScalarType t) { return c10::toString(t); }
+std::string piece(c10::IntArrayRef shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+template <class T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+std::string piece(T v) {
+  return std::to_string(v);
+}
+template <class... A>
+std::string msg(const A&... parts) {
+  std::string out;
+  ((out += piece(parts)), ...);
+  return out;
+}
 
 casmtr::DType to_dtype(const Tensor& t, const char* name) {
   switch (t.scalar_type()) {
@@ -26,8 +51,8 @@ casmtr::DType to_dtype(const Tensor& t, const char* name) {
     case at::kDouble:
       return casmtr::DType::kFloat64;
     default:
-      TORCH_CHECK(false, "casmtr_ops: ", name, " must be float32, float16, bfloat16 or float64, got ",
-                  t.scalar_type());
+      TORCH_CHECK(false,
+                  msg("casmtr_ops: ", name, " must be float32, float16, bfloat16 or float64, got ", t.scalar_type()));
   }
   return casmtr::DType::kFloat32;  // unreachable
 }
@@ -35,28 +60,29 @@ casmtr::DType to_dtype(const Tensor& t, const char* name) {
 at::ScalarType acc_scalar_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 void check_cuda(const Tensor& t, const char* name, const Tensor& ref) {
-  TORCH_CHECK(t.defined(), "casmtr_ops: ", name, " is undefined");
-  TORCH_CHECK(t.is_cuda(), "casmtr_ops: ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.device() == ref.device(), "casmtr_ops: ", name, " is on ", t.device(), " but the other inputs are on ",
-              ref.device());
+  TORCH_CHECK(t.defined(), msg("casmtr_ops: ", name, " is undefined"));
+  TORCH_CHECK(t.is_cuda(), msg("casmtr_ops: ", name, " must be a CUDA tensor, got ", t.device()));
+  TORCH_CHECK(t.device() == ref.device(),
+              msg("casmtr_ops: ", name, " is on ", t.device(), " but the other inputs are on ", ref.device()));
 }
 
 void check_dim(const Tensor& t, int64_t dim, const char* name, const char* layout) {
-  TORCH_CHECK(t.dim() == dim, "casmtr_ops: ", name, " must be ", layout, ", got shape ", t.sizes());
+  TORCH_CHECK(t.dim() == dim, msg("casmtr_ops: ", name, " must be ", layout, ", got shape ", t.sizes()));
 }
 
 void check_size(int64_t got, int64_t want, const char* what) {
-  TORCH_CHECK(got == want, "casmtr_ops: ", what, " mismatch: ", got, " vs ", want);
+  TORCH_CHECK(got == want, msg("casmtr_ops: ", what, " mismatch: ", got, " vs ", want));
 }
 
 void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, "casmtr_ops: ", op, " launch failed: ", cudaGetErrorString(err));
+  TORCH_CHECK(err == cudaSuccess, msg("casmtr_ops: ", op, " launch failed: ", cudaGetErrorString(err)));
 }
 
 void check_shared(int64_t bytes, const char* op, const std::string& what) {
-  TORCH_CHECK(bytes <= casmtr::kMaxSharedBytes, "casmtr_ops: ", op, " needs ", bytes,
-              " bytes of shared memory per block (", what, "), more than the ", casmtr::kMaxSharedBytes,
-              " available; use the PyTorch path (CASMTR_OPS_BACKEND=torch) for these sizes");
+  TORCH_CHECK(bytes <= casmtr::kMaxSharedBytes,
+              msg("casmtr_ops: ", op, " needs ", bytes, " bytes of shared memory per block (", what,
+                  "), more than the ", casmtr::kMaxSharedBytes,
+                  " available; use the PyTorch path (CASMTR_OPS_BACKEND=torch) for these sizes"));
 }
 
 // Index tensor as contiguous int64; optionally checks every entry lies in [0, rows) (one device reduction + sync).
@@ -65,8 +91,8 @@ Tensor prepare_index(const Tensor& index, int64_t rows, bool check_index, const 
   if (check_index && idx.numel() > 0) {
     const int64_t lo = idx.min().item<int64_t>();
     const int64_t hi = idx.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi < rows, "casmtr_ops: ", op, " index out of range: values in [", lo, ", ", hi,
-                "] but only ", rows, " rows are gathered");
+    TORCH_CHECK(lo >= 0 && hi < rows, msg("casmtr_ops: ", op, " index out of range: values in [", lo, ", ", hi,
+                                          "] but only ", rows, " rows are gathered"));
   }
   return idx;
 }
@@ -142,8 +168,8 @@ Tensor value_forward(const Tensor& score_in, const Tensor& value_in, const Tenso
   check_cuda(index_in, "index", value_in);
   check_dim(score_in, 5, "score", "[B, N, 4, K, H]");
   check_dim(value_in, 4, "value", "[B, M, H, D]");
-  TORCH_CHECK(index_in.sizes() == score_in.sizes(), "casmtr_ops: index shape ", index_in.sizes(),
-              " must equal score shape ", score_in.sizes());
+  TORCH_CHECK(index_in.sizes() == score_in.sizes(),
+              msg("casmtr_ops: index shape ", index_in.sizes(), " must equal score shape ", score_in.sizes()));
   const int64_t B = score_in.size(0), Np = score_in.size(1), F = score_in.size(2), K = score_in.size(3),
                 H = score_in.size(4);
   const int64_t M = value_in.size(1), D = value_in.size(3);

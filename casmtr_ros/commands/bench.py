@@ -85,7 +85,8 @@ def run_ops(args: argparse.Namespace) -> int:
     result = {"machine": machine_info(), "command": "casmtr-vo bench " + " ".join(sys.argv[2:]), "tables": {}}
     for dtype in (torch.float32, torch.float16) if torch.cuda.is_available() else (torch.float32,):
         for backward in (False, True):
-            rows = ops_bench.run(sizes, repeats=args.repeats, dtype=dtype, backward=backward)
+            paths = [p for p in args.paths if p in ("cpu-torch", "cuda-torch", "cuda-kernels")] if args.paths else None
+            rows = ops_bench.run(sizes, repeats=args.repeats, dtype=dtype, paths=paths, backward=backward)
             key = f"{str(dtype).removeprefix('torch.')}-{'fwd+bwd' if backward else 'fwd'}"
             result["tables"][key] = rows
             print(f"\n{key}\n{ops_bench.table(rows)}")
