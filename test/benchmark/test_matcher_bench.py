@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from casmtr_ros.benchmark import report
@@ -26,6 +27,17 @@ def test_pair_is_resized_with_scaled_intrinsics(shared_data):
     pair = load_pair((640, 480))
     assert pair.image0.shape == pair.image1.shape == (480, 640)
     assert pair.K[0, 0] == pytest.approx(707.0912 * 640 / 1226) and pair.K[1, 1] == pytest.approx(707.0912 * 480 / 370)
+
+
+def test_rendered_pair_replaces_missing_kitti_frames(tmp_path, monkeypatch):
+    monkeypatch.setenv("CASMTR_SHARED", str(tmp_path))  # no data/kitti06_seq there
+    pair = load_pair((320, 240))
+    assert "rendered" in pair.source
+    assert pair.image0.shape == pair.image1.shape == (240, 320) and pair.image0.dtype == np.uint8
+    assert pair.image0.std() > 10 and np.abs(pair.image0.astype(int) - pair.image1).mean() > 5  # textured, moved
+    assert pair.K[0, 2] == pytest.approx(159.5) and pair.K[1, 2] == pytest.approx(119.5)  # pixel-centre convention
+    with pytest.raises(FileNotFoundError, match="benchmark images not found"):
+        load_pair((320, 240), folder=tmp_path)
 
 
 def test_case_results_are_measured(run):
