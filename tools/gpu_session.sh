@@ -4,7 +4,7 @@
 #
 #   TRAIN_MIN=4 tools/gpu_session.sh [DATA.tar.xz]
 #
-# DATA.tar.xz holds a `shared/data/...` tree (a subset of ../shared/data: train_* and two KITTI frames) for
+# DATA.tar.xz (made by tools/pack_gpu_data.sh) holds a `shared/data/...` subset of ../shared/data for
 # machines that cannot see ../shared; without it ../shared (or $CASMTR_SHARED) is used.
 # Environment: TRAIN_MIN (0 skips training), BENCH=0 skips timing, PYTHON (default python3),
 # BENCH_PATHS (default: the four CUDA paths), CASMTR_CUDA_ARCHS (default: this GPU's compute capability).

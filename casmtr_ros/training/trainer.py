@@ -346,7 +346,8 @@ class Trainer:
               fit_after: int = 40) -> dict[str, float]:
         """Train until the schedule's end, ``max_steps`` or ``time_budget_s`` seconds (then save and return).
 
-        With a time budget the last stage is fitted to it (:meth:`fit_schedule`) after ``fit_after`` steps.
+        With a time budget the last stage is fitted to it (:meth:`fit_schedule`) after ``fit_after`` steps, and
+        refitted after 2x, 4x, ... as many on the latest rate.
         """
         cfg = self.cfg
         stop = cfg.total_steps if max_steps is None else min(cfg.total_steps, max_steps)
@@ -354,6 +355,7 @@ class Trainer:
             return {}
         first_step = self.step
         t_fit0: float | None = None
+        fit_step0 = next_fit = -1
         old = signal.signal(signal.SIGTERM, self._signal) if self.is_main else None
         sampler = StepShardSampler(self.step, stop, cfg.batch_size, self.rank, self.world)
         loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=cfg.num_workers,
@@ -426,11 +428,14 @@ class Trainer:
                 stop_now = self._stop
                 if time_budget_s is not None:
                     done = self.step - first_step
-                    if done == 5:
-                        t_fit0 = time.time()  # skip the first steps (allocator, cudnn autotune, workers)
-                    elif done == 5 + fit_after and t_fit0 is not None and self.world == 1:
-                        rate = (time.time() - t_fit0) / fit_after
+                    if done == 5:  # skip the first steps (allocator, cudnn autotune, workers starting)
+                        t_fit0, fit_step0, next_fit = time.time(), self.step, 5 + fit_after
+                    elif done == next_fit and t_fit0 is not None and self.world == 1:
+                        # refit after 40, 80, 160, ... more steps on the latest window's rate (steps slow down as
+                        # more 1/4 rows pass the threshold); fitting only ever shortens the schedule
+                        rate = (time.time() - t_fit0) / (self.step - fit_step0)
                         stop = self.fit_schedule(stop, rate, time_budget_s - (time.time() - t_start) - 5 * rate)
+                        t_fit0, fit_step0, next_fit = time.time(), self.step, 5 + 2 * (next_fit - 5)
                     stop_now = stop_now or time.time() - t_start > time_budget_s or self.step >= stop
                 if self.world > 1:
                     flag = torch.tensor([int(stop_now)], device=self.device)
