@@ -70,7 +70,8 @@ fi
 if [ "${BENCH:-1}" != "0" ]; then
   paths=${BENCH_PATHS:-cuda-torch cuda-kernels cuda-torch-fp16 cuda-kernels-fp16}
   log "bench ops"
-  timeout 60 "$PY" -m casmtr_ros.cli bench ops --sizes 640x480 1280x960 --repeats 20 --out "$OUT/bench" >"$OUT/bench_ops.log" 2>&1
+  timeout 60 "$PY" -m casmtr_ros.cli bench ops --sizes 640x480 1280x960 --repeats 20 --paths cuda-torch cuda-kernels \
+    --out "$OUT/bench" >"$OUT/bench_ops.log" 2>&1
   log "bench ops rc=$?"
   # shellcheck disable=SC2086
   timeout 120 "$PY" -m casmtr_ros.cli bench --matchers casmtr-4c-outdoor --sizes 640x480 832x832 --paths $paths \
