@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError) as exc:  # user errors: one clear line, no traceback
+    except (FileNotFoundError, ValueError, ImportError) as exc:  # user errors: one clear line, no traceback
         print(f"casmtr-vo {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -22,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = HomographyConfig(short_side=args.short_side or None, ransac_threshold_px=args.ransac_px,
                               top_k=args.top_k)
-    results = {}
-    for name in args.matcher:
-        matcher, _ = make_matcher(name, args.weights, parse_options(args.matcher_opt))
-        results[name] = evaluate_homography(matcher, args.dir, config, progress=not args.no_progress)
+    # every matcher is built first, so a missing optional package fails before any long evaluation
+    matchers = {name: make_matcher(name, args.weights, parse_options(args.matcher_opt))[0] for name in args.matcher}
+    results = {name: evaluate_homography(m, args.dir, config, progress=not args.no_progress)
+               for name, m in matchers.items()}
     first = next(iter(results.values()))
     print(f"{first['summary']['pairs']} pairs from {args.dir} (shorter side {config.short_side or 'original'})")
     print(table(results, COLUMNS))

