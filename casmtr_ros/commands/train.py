@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     if args.export_only:
         return _export(out, args.export)
     trainer = Trainer(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    logs = trainer.train(time_budget_s=None if args.minutes is None else args.minutes * 60)
+    try:
+        logs = trainer.train(time_budget_s=None if args.minutes is None else args.minutes * 60)
+    finally:
+        trainer.close()
     if trainer.is_main and args.export:
         _export(out, args.export)
     if trainer.is_main:

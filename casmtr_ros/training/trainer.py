@@ -224,7 +224,8 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.world > 1 and not dist.is_initialized():
+        self._owns_group = self.world > 1 and not dist.is_initialized()
+        if self._owns_group:
             dist.init_process_group("nccl" if dev == "cuda" else "gloo")
         if dev == "cuda":
             local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -453,6 +454,17 @@ class Trainer:
                 signal.signal(signal.SIGTERM, old)
         self.save()
         return last
+
+    def close(self) -> None:
+        """End the process group this trainer started (all ranks wait for each other first).
+
+        Without it the gloo/NCCL threads are torn down by static destructors at interpreter exit, which aborted
+        a rank now and then ("terminate called without an active exception").
+        """
+        if getattr(self, "_owns_group", False) and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+            self._owns_group = False
 
     def _ddp_step(self, batch: dict[str, torch.Tensor], parts: list[str], gen: torch.Generator
                   ) -> tuple[torch.Tensor, dict[str, float]]:

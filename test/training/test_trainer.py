@@ -124,7 +124,7 @@ def test_training_with_a_time_budget_stops_and_saves(photo_dir: Path, tmp_path: 
     fitted = ck["config"]["stages"][-1]
     assert 8 <= ck["step"] < 100001  # ran past the fitting steps, stopped long before the nominal end
     assert fitted["steps"] < 100000 and ck["step"] <= 1 + fitted["steps"]
-    assert fitted["milestones"][0] == round(50000 * fitted["steps"] / 100000)
+    assert abs(fitted["milestones"][0] - 50000 * fitted["steps"] / 100000) <= 2  # rounding of successive refits
 
 
 def _free_port() -> int:
