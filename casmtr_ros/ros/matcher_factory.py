@@ -98,4 +98,9 @@ def make_matcher(values: dict[str, Any]) -> tuple[Matcher, list[str]]:
     if reason:
         raise ValueError(reason)
     conf, not_applicable = matcher_conf(values)
+    threads = int(values.get("matcher.torch_threads", 0))
+    if threads > 0:  # process-wide, like every PyTorch thread setting
+        import torch
+
+        torch.set_num_threads(threads)
     return build_matcher(values["matcher.name"], conf=conf), not_applicable
