@@ -125,3 +125,36 @@ def test_readme_ros_section_documents_every_parameter_topic_and_service() -> Non
     assert render_markdown() in section  # regenerate with `python -m casmtr_ros.ros.params --markdown`
     for name in (*SUBSCRIBED, *PUBLISHED, *SERVICES, *MATCH_FIELDS):
         assert f"`{name}`" in section, name
+
+
+def test_torch_threads_parameter_limits_pytorch_threads() -> None:
+    import torch
+
+    from casmtr_ros.ros.params import NODE_PARAMS
+
+    values = {p.name: p.default for p in NODE_PARAMS}
+    before = torch.get_num_threads()
+    try:
+        make_matcher({**values, "matcher.name": "orb", "matcher.torch_threads": 1})
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        make_matcher({**values, "matcher.name": "orb", "matcher.torch_threads": 0})  # 0 leaves it alone
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_node_package_makes_openmp_workers_sleep() -> None:
+    """Importing casmtr_ros.ros sets OMP_WAIT_POLICY=PASSIVE unless the user chose a policy (checked in a fresh
+    interpreter, where it runs before torch is imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, casmtr_ros.ros, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
