@@ -77,6 +77,7 @@ class CasMTRMatcher(Matcher):
     - ``resize``: longer side of the network input (``None`` = original size); sides rounded to multiples of 32;
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
+    - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
     - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
     - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
       (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
@@ -96,6 +97,7 @@ class CasMTRMatcher(Matcher):
         "pre_thr": None,
         "coarse_thr": None,
         "match_thr": 0.0,
+        "max_matches": None,
         "mixed_precision": None,
         "quirks": None,
         "return_confidence_map": False,
@@ -169,7 +171,8 @@ class CasMTRMatcher(Matcher):
             batch[k, :, :hn, :wn] = torch.from_numpy(prepare(im, (hn, wn)))
             masks[k, :hn, :wn] = True
         batch = batch.to(self.device)
-        data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:], "coarse_matches": False}
+        data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:], "coarse_matches": False,
+                                "max_matches": self.conf["max_matches"]}
         if net[0] != net[1] or net[0] != (Hc, Wc):
             data["mask0"], data["mask1"] = masks[:1].to(self.device), masks[1:].to(self.device)
         t_pre = time.perf_counter() - t0

@@ -32,6 +32,8 @@ BACKBONES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "twins": lambda cfg: TwinsFPN(tuple(cfg["backbone"].get("block_dims", (64, 128, 256))), cfg["quirks"]),
 }
 
+# per-match entries of the 1/4 stage's output (kept together when ``data["max_matches"]`` caps the matches)
+PER_MATCH_KEYS = ("b_ids", "i_ids", "j_ids", "m_bids", "mconf", "mkpts0_c", "mkpts1_c")
 STAGES = ("backbone", "coarse_attention", "coarse_matching", "cascade_attention", "cascade_matching", "refinement")
 
 OUTDOOR_4C: dict[str, Any] = {
@@ -102,7 +104,9 @@ class CasMTR(nn.Module):
       - optional ``scale0``, ``scale1``: ``[B, 2]`` (w_orig / w_net, h_orig / h_net) applied to the coordinates;
       - optional ``profile``: synchronise CUDA between stages so the timings are exact;
       - optional ``coarse_matches`` (default True): False skips the 1/8 ``conf_matrix`` and LoFTR matches, which
-        the 4c output never uses (inference speed; the matchers pass False).
+        the 4c output never uses (inference speed; the matchers pass False);
+      - optional ``max_matches`` (default None = all): refine only this many most confident 1/4 matches
+        (inference speed; the fine stage and the pose estimator cost grows with the number of matches).
     Outputs:
       - ``mkpts0_f``, ``mkpts1_f`` ``[M, 2]`` (x, y) input pixels (x scale), ``mconf`` ``[M]``, ``m_bids`` ``[M]``,
         ``expec_f`` ``[M, 3]``;
@@ -242,6 +246,12 @@ class CasMTR(nn.Module):
         out["stage_4c"] = s4
         timer.lap("cascade_matching")
 
+        cap = data.get("max_matches")
+        if cap and s4["mconf"].shape[0] > cap:  # refine only the most confident matches (inference option)
+            top = torch.topk(s4["mconf"], int(cap), sorted=False).indices.sort().values
+            for key in PER_MATCH_KEYS:
+                if key in s4:
+                    s4[key] = s4[key][top]
         b, i, j = s4["b_ids"], s4["i_ids"], s4["j_ids"]
         w0, w1 = self.part("fine_preprocess")(ff[:B], ff[B:], x40, x41, b, i, j, w4)
         w0, w1 = self.part("fine")(w0, w1)

@@ -21,6 +21,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.nms_kernel": ("nms_kernel", "nms"),
     "matcher.confidence_threshold": ("confidence_threshold", "match_thr", "match_threshold"),
     "matcher.max_keypoints": ("max_keypoints",),
+    "matcher.max_matches": ("max_matches",),
 }
 
 
@@ -86,6 +87,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             value = None  # original size
         if param == "matcher.nms_kernel" and value < 0:
             continue  # the variant's own value
+        if param == "matcher.max_matches" and value == 0:
+            value = None  # all matches
         if isinstance(declared[key], float) and isinstance(value, int):
             value = float(value)
         conf[key] = value

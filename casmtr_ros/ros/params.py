@@ -75,6 +75,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     _p("matcher.confidence_threshold", 0.0, "final filter: matches with confidence not above this are dropped"
        " (CasMTR only; 0 keeps everything the model returns)", "model", 0.0, 1.0),
     _p("matcher.max_keypoints", 4000, "keypoint budget of the OpenCV baselines (sift, orb)", "model", 16, 100000),
+    _p("matcher.max_matches", 0, "refine and return at most this many matches, the most confident (CasMTR only;"
+       " 0 = all): faster on CPU, lower accuracy (model card)", "model", 0, 100000),
     _p("matcher.torch_threads", 0, "CPU threads PyTorch may use for matching (0 = PyTorch's default, one per core);"
        " fewer leaves cores to DDS and to other processes", "model", 0, 256),
     # --- inputs (startup) ---

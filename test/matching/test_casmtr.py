@@ -111,6 +111,19 @@ def test_confidence_map_and_match_threshold(fake_sd, kitti):
     assert (res.confidence > 0.011).all()
 
 
+def test_max_matches_keeps_the_most_confident_and_refines_them_alike(kitti):
+    """The shipped lite weights on a real KITTI pair: the cap keeps the top-confidence matches, and each kept
+    match is refined exactly as without the cap (the fine stage works per match)."""
+    full = build_matcher("casmtr-4c-lite", resize=320).match(*kitti)
+    assert len(full.kpts0) > 300
+    capped = build_matcher("casmtr-4c-lite", resize=320, max_matches=200).match(*kitti)
+    assert len(capped.kpts0) == 200
+    assert capped.confidence.min() >= np.sort(full.confidence)[-200] - 1e-6
+    index = {tuple(np.round(k, 3)): n for n, k in enumerate(full.kpts0)}
+    rows = [index[tuple(np.round(k, 3))] for k in capped.kpts0]  # every kept match exists in the full set
+    np.testing.assert_allclose(capped.kpts1, full.kpts1[rows], atol=1e-4)
+
+
 def test_errors(fake_sd, kitti):
     with pytest.raises(ValueError, match="random_init"):
         build_matcher("casmtr-4c-outdoor")
