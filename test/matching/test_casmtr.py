@@ -21,13 +21,7 @@ import fake_ckpt
 THR0 = {"test_thr": 0.0, "pre_thr": 0.0, "coarse_thr": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread (see test/model/conftest.py: spinning OpenMP threads on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # test/conftest.py
 
 
 @pytest.fixture(scope="module")

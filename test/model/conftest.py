@@ -16,13 +16,8 @@ PARITY_THRESHOLDS = {"match_coarse": {"thr": 0.0}, "match_cascade": {"test_thr":
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run model tests on one intra-op thread: on the shared 2-core machine, two spinning OpenMP threads
-    competing with other processes make small forwards ~8x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every model test on one thread (``one_torch_thread`` in test/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,8 @@ supervision and data code are orders of magnitude faster that way (the CPU train
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def one_thread(one_torch_thread):
+    """Every training test on one thread (``one_torch_thread`` in test/conftest.py)."""
