@@ -118,6 +118,20 @@ def test_max_matches_keeps_the_most_confident_and_refines_them_alike(kitti):
     np.testing.assert_allclose(capped.kpts1, full.kpts1[rows], atol=1e-4)
 
 
+def test_fine_chunks_change_nothing(kitti, monkeypatch):
+    """Inference refines matches in cache-sized chunks: any chunk size gives the same matches."""
+    import casmtr_ros.model.casmtr as casmtr_model
+
+    m = build_matcher("casmtr-4c-lite", resize=320)
+    whole = m.match(*kitti)
+    assert len(whole.kpts0) > 300
+    monkeypatch.setattr(casmtr_model, "FINE_CHUNK", 37)  # not a divisor: a short last chunk
+    chunked = m.match(*kitti)
+    np.testing.assert_array_equal(chunked.kpts0, whole.kpts0)
+    np.testing.assert_allclose(chunked.kpts1, whole.kpts1, atol=1e-4)
+    np.testing.assert_allclose(chunked.confidence, whole.confidence, atol=1e-6)
+
+
 def test_errors(fake_sd, kitti):
     with pytest.raises(ValueError, match="random_init"):
         build_matcher("casmtr-4c-outdoor")
