@@ -60,13 +60,13 @@ def run_replay(input_path: str, out: str, matcher_name: str | None, weights: str
                vo_config: str | None = None, vo_set: list[str] | None = None, progress: bool = True,
                plots: bool = True, **source_kwargs: Any) -> dict:
     from casmtr_ros.bags.reader import open_source
-    from casmtr_ros.evaluation.common import make_matcher, parse_options
+    from casmtr_ros.evaluation.common import make_matcher, parse_options, vo_matcher_options
     from casmtr_ros.evaluation.replay import ReplayOptions, replay
     from casmtr_ros.vo.pipeline import Pipeline
 
     source = open_source(input_path, **source_kwargs)
     config = load_vo_config(vo_config, vo_set or [])
-    matcher, note = make_matcher(matcher_name, weights, parse_options(matcher_opts))
+    matcher, note = make_matcher(matcher_name, weights, vo_matcher_options(matcher_name, parse_options(matcher_opts)))
     if note:
         print(note, file=sys.stderr)
     name = getattr(matcher, "name", matcher_name or "?")

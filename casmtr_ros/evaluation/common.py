@@ -104,6 +104,10 @@ def format_table(rows: list[dict[str, object]], columns: list[tuple[str, str, st
 
 DEFAULT_MATCHER = "casmtr-4c-lite"
 FALLBACK_MATCHER = "sift"
+# Options the VO front ends (the node's parameter defaults, `replay`, `demo`) give a matcher that declares them
+# unless the user sets them: consecutive keyframes are small-baseline pairs, where the Lucas-Kanade polish pays.
+# The matcher benchmarks (`eval-pairs`, `eval-homography`, `bench`) use the matchers' own defaults.
+VO_MATCHER_DEFAULTS: dict[str, object] = {"klt_refine": True}
 
 
 def parse_options(items: Sequence[str] | None) -> dict[str, object]:
@@ -117,6 +121,16 @@ def parse_options(items: Sequence[str] | None) -> dict[str, object]:
             raise ValueError(f"expected key=value, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def vo_matcher_options(name: str | None, options: dict[str, object] | None = None) -> dict[str, object]:
+    """``options`` plus the :data:`VO_MATCHER_DEFAULTS` that matcher ``name`` (``None`` = the default) declares."""
+    from casmtr_ros.matching import available_matchers
+    from casmtr_ros.matching.base import declared_options
+
+    name = name or DEFAULT_MATCHER
+    declared = declared_options(name) if name in available_matchers() else {}
+    return {**{k: v for k, v in VO_MATCHER_DEFAULTS.items() if k in declared}, **(options or {})}
 
 
 def make_matcher(name: str | None, weights: str | None = None, options: dict[str, object] | None = None

@@ -103,6 +103,24 @@ def available_matchers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def declared_options(name: str) -> dict[str, Any]:
+    """The options a registered matcher declares: its class's ``default_conf``, or, for a factory function, that
+    of the class its return annotation names (empty when neither says)."""
+    import typing
+
+    _load_builtin_matchers()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown matcher {name!r}; available: {sorted(_REGISTRY)}")
+    factory = _REGISTRY[name]
+    conf = getattr(factory, "default_conf", None)
+    if conf is None:
+        try:
+            conf = getattr(typing.get_type_hints(factory).get("return"), "default_conf", None)
+        except Exception:  # unresolvable annotation: treat as declaring nothing
+            conf = None
+    return dict(conf or {})
+
+
 def build_matcher(name: str, **kwargs: Any) -> Matcher:
     """Build a registered matcher by name; keyword arguments go to its constructor."""
     _load_builtin_matchers()

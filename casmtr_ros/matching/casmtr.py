@@ -13,6 +13,7 @@ to a common size and padding masks are passed to the model.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import cv2
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from casmtr_ros.matching.base import Matcher, check_image, register_matcher
+from casmtr_ros.matching.klt import KltConfig, gray_u8, polish
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
 from casmtr_ros.types import InputError, Matches
 
@@ -78,6 +80,9 @@ class CasMTRMatcher(Matcher):
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
     - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
+    - ``klt_refine``: polish every match with Lucas-Kanade on the original images and keep only those that pass
+      its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`); for
+      small-baseline pairs such as consecutive video keyframes (off by default: it hurts wide baselines);
     - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
     - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
       (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
@@ -98,6 +103,8 @@ class CasMTRMatcher(Matcher):
         "coarse_thr": None,
         "match_thr": 0.0,
         "max_matches": None,
+        "klt_refine": False,
+        "klt_fb_px": 1.0,
         "mixed_precision": None,
         "quirks": None,
         "return_confidence_map": False,
@@ -112,6 +119,9 @@ class CasMTRMatcher(Matcher):
         if c["resize"] is not None and int(c["resize"]) < MIN_SIDE:
             raise ValueError(f"resize must be >= {MIN_SIDE} or None, got {c['resize']}")
         self.device = self._device(c["device"])
+        if not isinstance(c["klt_refine"], bool):
+            raise ValueError(f"klt_refine must be true or false, got {c['klt_refine']!r}")
+        self.klt = KltConfig(fb_px=float(c["klt_fb_px"])) if c["klt_refine"] else None
         overrides: dict[str, Any] = {"match_cascade": {}, "match_coarse": {}}
         for key, section, field in (
             ("nms_kernel", "match_cascade", "nms_kernel"),
@@ -124,6 +134,7 @@ class CasMTRMatcher(Matcher):
         if c["quirks"] is not None:
             overrides["quirks"] = c["quirks"]
         cfg = variant_config(c["variant"], overrides)
+        self.fine_window = int(cfg["fine"]["window"])
         self.quirks = cfg["quirks"]
         self.model = build_model(cfg)
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
@@ -186,12 +197,22 @@ class CasMTRMatcher(Matcher):
         k0, k1, conf = k0[keep], k1[keep], conf[keep]
         k0 = self._to_original(k0, net[0], sizes[0])
         k1 = self._to_original(k1, net[1], sizes[1])
+        t_klt = time.perf_counter()
+        if self.klt is not None:
+            # a polished point may move at most the fine window's radius (1/2 resolution), in original pixels
+            scale = max(sizes[1][0] / net[1][0], sizes[1][1] / net[1][1])
+            cfg = replace(self.klt, max_shift_px=(self.fine_window // 2) * 2.0 * scale)
+            k1, ok = polish(gray_u8(im0), gray_u8(im1), k0, k1, cfg)
+            k0, k1, conf = k0[ok], k1[ok], conf[ok]
+        t_klt = time.perf_counter() - t_klt
         cmap = None
         if self.conf["return_confidence_map"]:
             h4, w4 = out["hw0_4c"]
             full = out["stage_4c"]["next_conf_c01"][0].float().reshape(h4, w4).cpu().numpy()
             cmap = np.ascontiguousarray(full[: net[0][0] // 4, : net[0][1] // 4])
-        timings = {"preprocess": t_pre, **out["timings"], "postprocess": time.perf_counter() - t1}
+        timings = {"preprocess": t_pre, **out["timings"], "postprocess": time.perf_counter() - t1 - t_klt}
+        if self.klt is not None:
+            timings["klt_refine"] = t_klt
         return Matches(k0, k1, conf, cmap, timings)
 
     def _to_original(self, pts: np.ndarray, net_hw: tuple[int, int], orig_hw: tuple[int, int]) -> np.ndarray:

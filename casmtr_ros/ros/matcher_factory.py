@@ -7,11 +7,10 @@ parameter file serves every variant.
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 from typing import Any
 
-from casmtr_ros.matching.base import Matcher, available_matchers, build_matcher
+from casmtr_ros.matching.base import Matcher, available_matchers, build_matcher, declared_options
 
 # node parameter -> candidate option names in a matcher's default_conf (first one declared wins)
 OPTION_NAMES: dict[str, tuple[str, ...]] = {
@@ -22,23 +21,13 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.confidence_threshold": ("confidence_threshold", "match_thr", "match_threshold"),
     "matcher.max_keypoints": ("max_keypoints",),
     "matcher.max_matches": ("max_matches",),
+    "matcher.klt_refine": ("klt_refine",),
+    "matcher.klt_fb_px": ("klt_fb_px",),
 }
 
 
 def _default_conf(name: str) -> dict[str, Any]:
-    """The options a registered matcher declares: its class's ``default_conf``, or, for a factory function, that
-    of the class its return annotation names."""
-    from casmtr_ros.matching import base
-
-    base._load_builtin_matchers()
-    factory = base._REGISTRY[name]
-    conf = getattr(factory, "default_conf", None)
-    if conf is None:
-        try:
-            conf = getattr(typing.get_type_hints(factory).get("return"), "default_conf", None)
-        except Exception:  # unresolvable annotation: treat as declaring nothing
-            conf = None
-    return dict(conf or {})
+    return declared_options(name)
 
 
 def resolve_device(device: str) -> str:

@@ -98,7 +98,7 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     conf, not_applicable = matcher_conf(values)
     assert conf == {"max_keypoints": 4000}
     assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable
-    assert "matcher.max_matches" in not_applicable
+    assert "matcher.max_matches" in not_applicable and "matcher.klt_refine" in not_applicable
     matcher, _ = make_matcher({**values, "matcher.max_keypoints": 500})
     assert matcher.name == "sift" and matcher.conf["max_keypoints"] == 500
     assert "unknown matcher" in check_matcher_params({**values, "matcher.name": "nope"})
@@ -109,10 +109,12 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     casmtr = {**values, "matcher.name": "casmtr-4c-outdoor", "matcher.device": "cpu", "matcher.resize_max_side": 0,
               "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
     conf, not_applicable = matcher_conf(casmtr)
-    assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3, "max_matches": None}
+    assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3, "max_matches": None,
+                    "klt_refine": True, "klt_fb_px": 1.0}
     assert not_applicable == ["matcher.max_keypoints"]
     assert matcher_conf({**casmtr, "matcher.max_matches": 500})[0]["max_matches"] == 500
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
+    assert matcher_conf({**casmtr, "matcher.klt_refine": False, "matcher.klt_fb_px": 0})[0]["klt_fb_px"] == 0.0
 
 
 def test_readme_ros_section_documents_every_parameter_topic_and_service() -> None:

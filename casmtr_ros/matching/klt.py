@@ -1,0 +1,81 @@
+"""Sub-pixel polishing of matches with pyramidal Lucas-Kanade, and a forward-backward check.
+
+A dense matcher that runs on a downscaled image places its points on a grid and localises the partner to a
+fraction of its fine step; on the original image that is a pixel or more. For small-baseline pairs (consecutive
+keyframes of a video) Lucas-Kanade started at the matcher's estimate converges to a sub-pixel position, and
+tracking the result back to image 0 tells which matches are photometrically consistent (`klt_refine` of
+:class:`~casmtr_ros.matching.casmtr.CasMTRMatcher`). Lucas-Kanade assumes the window only translates, so the
+polish suits video-rate baselines; under strong viewpoint, rotation or scale change it can bias the points and
+should stay off (measured in ``docs/model_card.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class KltConfig:
+    """Lucas-Kanade settings.
+
+    ``window``: side of the square window in pixels; ``levels``: pyramid levels above the original image;
+    ``iterations`` and ``epsilon``: stopping criteria; ``fb_px``: a match is kept only when tracking its polished
+    point back to image 0 lands within this many pixels of the original point (0 = no check); ``max_shift_px``:
+    a polished point may move at most this far from the matcher's estimate (larger moves mean Lucas-Kanade
+    slipped to another structure), ``drop``: remove matches that fail a check (else keep the matcher's point).
+    """
+
+    window: int = 11
+    levels: int = 1
+    iterations: int = 20
+    epsilon: float = 0.01
+    fb_px: float = 1.0
+    max_shift_px: float = 8.0
+    drop: bool = True
+
+    def __post_init__(self) -> None:
+        if self.window < 3 or self.window % 2 == 0:
+            raise ValueError(f"klt window must be an odd number >= 3, got {self.window}")
+        if self.levels < 0 or self.iterations < 1 or self.fb_px < 0 or self.max_shift_px <= 0:
+            raise ValueError(f"invalid klt settings: {self}")
+
+
+def gray_u8(image: np.ndarray) -> np.ndarray:
+    """A checked matcher image (grey or RGB, uint8 or float in [0, 1]) as contiguous uint8 grey."""
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(image)
+
+
+def polish(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray,
+           config: KltConfig = KltConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Polish ``kpts1 [N, 2]`` (pixels of ``gray1``) as the Lucas-Kanade track of ``kpts0`` (pixels of ``gray0``).
+
+    Returns ``(points1 [N, 2] float32, ok [N] bool)``: ``ok`` marks the matches that converged, moved at most
+    ``max_shift_px`` and passed the forward-backward check; ``points1`` holds the polished point where ``ok`` and
+    the input point elsewhere. The points of image 0 never move.
+    """
+    n = len(kpts0)
+    if len(kpts1) != n:
+        raise ValueError(f"polish: {n} points in image 0 but {len(kpts1)} in image 1")
+    k1 = np.asarray(kpts1, np.float32).reshape(-1, 2)
+    if n == 0:
+        return k1.copy(), np.zeros(0, bool)
+    p0 = np.ascontiguousarray(np.asarray(kpts0, np.float32).reshape(-1, 1, 2))
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, config.iterations, config.epsilon)
+    lk = {"winSize": (config.window, config.window), "maxLevel": config.levels, "criteria": criteria,
+          "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
+    q1, status, _ = cv2.calcOpticalFlowPyrLK(gray0, gray1, p0, k1.reshape(-1, 1, 2).copy(), **lk)
+    q1 = q1.reshape(-1, 2)
+    ok = (status.ravel() == 1) & np.all(np.isfinite(q1), axis=1)
+    ok &= np.linalg.norm(q1 - k1, axis=1) <= config.max_shift_px
+    if config.fb_px > 0:
+        back, status_b, _ = cv2.calcOpticalFlowPyrLK(gray1, gray0, q1.reshape(-1, 1, 2).copy(), p0.copy(), **lk)
+        ok &= (status_b.ravel() == 1) & (np.linalg.norm(back.reshape(-1, 2) - p0.reshape(-1, 2), axis=1)
+                                         <= config.fb_px)
+    return np.where(ok[:, None], q1, k1).astype(np.float32), ok

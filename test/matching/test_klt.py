@@ -1,0 +1,112 @@
+"""Lucas-Kanade polishing: sub-pixel accuracy on a known motion, rejection of what it cannot confirm, and the
+CasMTR matcher's ``klt_refine`` option on a real KITTI pair."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from casmtr_ros.benchmark.images import rendered_pair
+from casmtr_ros.matching import build_matcher
+from casmtr_ros.matching.casmtr import network_size
+from casmtr_ros.matching.klt import KltConfig, gray_u8, polish
+
+SHIFT = np.array([3.37, -1.81], np.float32)  # sub-pixel translation of image 1 against image 0
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    """A rendered room view and the same view translated by ``SHIFT`` (exact ground truth), with grid points on
+    textured places."""
+    img0 = rendered_pair((320, 240)).image0
+    M = np.array([[1, 0, SHIFT[0]], [0, 1, SHIFT[1]]], np.float32)
+    img1 = cv2.warpAffine(img0, M, (320, 240), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    gx, gy = np.meshgrid(np.arange(24, 296, 8), np.arange(24, 216, 8))
+    pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    eig = cv2.cornerMinEigenVal(img0, 11)
+    pts = pts[eig[pts[:, 1].astype(int), pts[:, 0].astype(int)] > 1e-3]
+    assert len(pts) > 100
+    return img0, img1, pts
+
+
+def test_polish_reaches_sub_pixel_accuracy(shifted):
+    img0, img1, pts = shifted
+    rng = np.random.default_rng(0)
+    guess = pts + SHIFT + rng.uniform(-2.5, 2.5, pts.shape).astype(np.float32)  # a coarse matcher's estimate
+    out, ok = polish(img0, img1, pts, guess)
+    assert ok.mean() > 0.9
+    err_before = np.linalg.norm(guess - pts - SHIFT, axis=1)
+    err_after = np.linalg.norm(out[ok] - pts[ok] - SHIFT, axis=1)
+    assert np.median(err_before) > 1.0
+    assert np.median(err_after) < 0.1
+    assert np.percentile(err_after, 95) < 0.3
+    np.testing.assert_array_equal(out[~ok], guess[~ok])  # unconfirmed points keep the matcher's estimate
+
+
+def test_polish_rejects_what_it_cannot_confirm(shifted):
+    img0, img1, pts = shifted
+    # a different scene for image 1: nothing is consistent forwards and backwards
+    other = np.random.default_rng(1).integers(0, 255, img1.shape, dtype=np.uint8)
+    other = cv2.GaussianBlur(other, (5, 5), 1.5)
+    _, ok = polish(img0, other, pts, pts + SHIFT)
+    assert ok.mean() < 0.2
+    # a textureless image 1: Lucas-Kanade has no gradient to follow
+    _, ok = polish(img0, np.full_like(img1, 128), pts, pts + SHIFT)
+    assert not ok.any()
+
+
+def test_polish_limits_the_shift(shifted):
+    img0, img1, pts = shifted
+    guess = pts + SHIFT + np.float32(6.0)  # 8.5 px off: Lucas-Kanade at level 1 still finds the true point
+    free, ok_free = polish(img0, img1, pts, guess, KltConfig(max_shift_px=20.0))
+    capped, ok_capped = polish(img0, img1, pts, guess, KltConfig(max_shift_px=4.0))
+    assert ok_free.mean() > 0.5
+    assert not ok_capped.any()
+    assert np.all(np.linalg.norm(free[ok_free] - guess[ok_free], axis=1) <= 20.0)
+    np.testing.assert_array_equal(capped, guess)
+
+
+def test_polish_inputs():
+    img = np.zeros((32, 32), np.uint8)
+    out, ok = polish(img, img, np.zeros((0, 2)), np.zeros((0, 2)))
+    assert out.shape == (0, 2) and ok.shape == (0,)
+    with pytest.raises(ValueError, match="3 points in image 0 but 2"):
+        polish(img, img, np.zeros((3, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="odd"):
+        KltConfig(window=10)
+    with pytest.raises(ValueError, match="invalid"):
+        KltConfig(fb_px=-1)
+    rgb_float = np.dstack([np.linspace(0, 1, 32 * 32).reshape(32, 32)] * 3)
+    g = gray_u8(rgb_float)
+    assert g.dtype == np.uint8 and g.shape == (32, 32) and g.max() == 255 and g.min() == 0
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_matcher_klt_refine_on_kitti(shared_data):
+    """casmtr-4c-lite on a real KITTI pair with its ground-truth pose: the polished matches are a subset of the
+    plain ones (same points in image 0), each moved by at most the fine window's radius, and they lie closer
+    to their epipolar lines."""
+    from casmtr_ros.evaluation.pairs import epipolar_errors, read_pairs
+
+    pair = read_pairs(shared_data / "kitti06_seq" / "kitti06_pairs_with_gt.txt")[0]
+    imgs = [cv2.imread(str(shared_data / "kitti06_seq" / n), cv2.IMREAD_GRAYSCALE) for n in (pair.name0, pair.name1)]
+    plain = build_matcher("casmtr-4c-lite", resize=320).match(*imgs)
+    polished = build_matcher("casmtr-4c-lite", resize=320, klt_refine=True).match(*imgs)
+    assert 0.3 * len(plain) < len(polished) < len(plain)
+    assert "klt_refine" in polished.timings
+    index = {tuple(np.round(k, 3)): n for n, k in enumerate(plain.kpts0)}
+    rows = np.array([index[tuple(np.round(k, 3))] for k in polished.kpts0])
+    shift = np.linalg.norm(polished.kpts1 - plain.kpts1[rows], axis=1)
+    h, w = network_size(*imgs[1].shape, 320)
+    radius = 2 * 2 * max(imgs[1].shape[0] / h, imgs[1].shape[1] / w)  # fine window radius in original pixels
+    assert shift.max() <= radius + 1e-3
+    assert np.median(shift) > 0.1  # they did move
+    np.testing.assert_array_equal(polished.confidence, plain.confidence[rows])
+
+    def sampson_px(m):
+        return np.sqrt(epipolar_errors(m.kpts0, m.kpts1, pair.K0, pair.K1, pair.T_0to1)) * pair.K0[0, 0]
+
+    assert np.median(sampson_px(polished)) < 0.6 * np.median(sampson_px(plain))
+    with pytest.raises(ValueError, match="klt_refine"):
+        build_matcher("casmtr-4c-lite", klt_refine="yes")
