@@ -44,16 +44,34 @@ def is_casmtr(name: str) -> bool:
     return name.startswith("casmtr")
 
 
+def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A benchmark matcher spec, ``NAME`` or ``NAME@KEY=VALUE,KEY=VALUE`` (values as YAML scalars), as the name
+    and its options: ``casmtr-4c-lite@resize=480,klt_refine=true`` times the lite matcher on a 480-pixel network
+    input with the Lucas-Kanade polish; the spec is the row's label in the report."""
+    import yaml
+
+    name, _, rest = spec.partition("@")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"matcher spec {spec!r}: expected NAME@KEY=VALUE,KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return name, options
+
+
 def build(case: Case) -> tuple[Matcher, str]:
     """The matcher of a case and a note on its weights."""
     device, _, mixed = PATHS[case.path]
-    if is_casmtr(case.matcher):
+    name, spec_options = split_spec(case.matcher)
+    if is_casmtr(name):
         from casmtr_ros.matching.casmtr import CasMTRMatcher
         from casmtr_ros.model import variant_config
 
-        cfg = variant_config(case.matcher)
+        cfg = variant_config(name)
         weights = case.options.get("weights") or cfg.get("default_weights")
-        conf = {"variant": case.matcher, "device": device, "resize": None, "mixed_precision": mixed}
+        # native resolution unless the spec says otherwise
+        conf = {"variant": name, "device": device, "resize": None, "mixed_precision": mixed, **spec_options}
         if weights:
             conf["weights"] = weights
             note = f"weights {weights}"
@@ -63,12 +81,12 @@ def build(case: Case) -> tuple[Matcher, str]:
         return CasMTRMatcher(conf), note
     if device != "cpu":
         raise ValueError(f"{case.matcher}: only benchmarked on the CPU")
-    if case.matcher in ("sift", "orb"):
+    if name in ("sift", "orb"):
         from casmtr_ros.matching import build_matcher
 
-        return build_matcher(case.matcher), "OpenCV"
+        return build_matcher(name, conf=spec_options), "OpenCV"
     from casmtr_ros.benchmark.peers import PEERS
 
-    if case.matcher not in PEERS:
-        raise ValueError(f"unknown benchmark matcher {case.matcher!r}")
-    return PEERS[case.matcher](), "pretrained weights shipped in the package"
+    if name not in PEERS:
+        raise ValueError(f"unknown benchmark matcher {name!r}")
+    return PEERS[name](spec_options or None), "pretrained weights shipped in the package"

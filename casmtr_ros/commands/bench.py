@@ -105,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", nargs="?", choices=["matchers", "ops", "node"], default="matchers",
                    help="matchers (default), ops (the gathered-attention ops per path) or node (DDS latency)")
     p.add_argument("--matchers", nargs="+", default=None,
-                   help="matcher names (default: every CasMTR variant, sift, orb, installed peers)")
+                   help="matcher names (default: every CasMTR variant, sift, orb, installed peers); NAME@KEY=VALUE,... "
+                        "sets matcher options, e.g. casmtr-4c-lite@resize=480,klt_refine=true")
     p.add_argument("--sizes", nargs="+", default=["320x240", "640x480", "832x832", "1280x960"])
     p.add_argument("--paths", nargs="+", default=None,
                    help="compute paths for CasMTR: cpu-torch, cuda-torch, cuda-kernels, cuda-*-fp16 "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from casmtr_ros.benchmark import report
-from casmtr_ros.benchmark.cases import Case
+from casmtr_ros.benchmark.cases import Case, split_spec
 from casmtr_ros.benchmark.images import load_pair
 from casmtr_ros.benchmark.matcher_bench import run_all, run_case_subprocess
 from casmtr_ros.cli import main as cli_main
@@ -19,6 +19,7 @@ from casmtr_ros.cli import main as cli_main
 def run(shared_data) -> dict:
     cases = [Case("orb", s, warmup=0, repeats=2) for s in ("320x240", "640x480")]
     cases.append(Case("sift", "320x240", warmup=0, repeats=1))
+    cases.append(Case("orb@max_keypoints=300", "320x240", warmup=0, repeats=1))
     cases.append(Case("nonexistent-matcher", "320x240", warmup=0, repeats=1))
     return run_all(cases, timeout_s=120, reference="orb", log=lambda _: None)
 
@@ -42,7 +43,7 @@ def test_rendered_pair_replaces_missing_kitti_frames(tmp_path, monkeypatch):
 
 def test_case_results_are_measured(run):
     ok = [r for r in run["results"] if "median_s" in r]
-    assert len(ok) == 3
+    assert len(ok) == 4
     for r in ok:
         assert r["n_timed"] == r["case"]["repeats"] == len(r["runs"])
         assert r["matches"] > 50 and 0 < r["pose_inliers"] <= r["matches"]
@@ -51,6 +52,17 @@ def test_case_results_are_measured(run):
         assert total > 0 and r["median_s"]["pose_estimation"] < total
         for one in r["runs"]:
             assert one["total"] == pytest.approx(one["match_total"] + one["pose_estimation"])
+
+
+def test_matcher_spec_options_reach_the_matcher(run):
+    by_label = {(r["case"]["matcher"], r["case"]["size"]): r for r in run["results"]}
+    capped, full = by_label[("orb@max_keypoints=300", "320x240")], by_label[("orb", "320x240")]
+    assert 50 < capped["matches"] <= 300 < full["matches"]
+    assert split_spec("casmtr-4c-lite@resize=480,klt_refine=true") == (
+        "casmtr-4c-lite", {"resize": 480, "klt_refine": True})
+    assert split_spec("sift") == ("sift", {})
+    with pytest.raises(ValueError, match="NAME@KEY=VALUE"):
+        split_spec("orb@max_keypoints")
 
 
 def test_failures_are_reported_not_raised(run):
@@ -70,7 +82,7 @@ def test_ratios_are_relative_to_the_reference_of_the_same_size(run):
 def test_report_files(run, tmp_path):
     written = report.write(dict(run, command="test"), tmp_path)
     data = json.loads(written["json"].read_text())
-    assert len(data["results"]) == 4
+    assert len(data["results"]) == 5
     tables = written["tables"].read_text()
     assert "| orb | cpu | 640x480 |" in tables and "not measured: exit" in tables
     plot = report.scaling_plot(run, tmp_path / "orb.png", prefix="orb")
