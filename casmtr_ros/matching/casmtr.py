@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from casmtr_ros.matching.base import Matcher, check_image, register_matcher
-from casmtr_ros.matching.klt import KltConfig, gray_u8, polish
+from casmtr_ros.matching.klt import KltConfig, gray_u8, polish_guided
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
 from casmtr_ros.types import InputError, Matches
 
@@ -80,9 +80,9 @@ class CasMTRMatcher(Matcher):
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
     - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
-    - ``klt_refine``: polish every match with Lucas-Kanade on the original images and keep only those that pass
-      its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`); for
-      small-baseline pairs such as consecutive video keyframes (off by default: it hurts wide baselines);
+    - ``klt_refine``: polish every match with homography-guided Lucas-Kanade on the original images and keep
+      only those that pass its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`);
+      ``None`` = the variant's default (on for ``casmtr-4c-lite``, off for the official variants);
     - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
     - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
       (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
@@ -103,7 +103,7 @@ class CasMTRMatcher(Matcher):
         "coarse_thr": None,
         "match_thr": 0.0,
         "max_matches": None,
-        "klt_refine": False,
+        "klt_refine": None,
         "klt_fb_px": 1.0,
         "mixed_precision": None,
         "quirks": None,
@@ -119,9 +119,8 @@ class CasMTRMatcher(Matcher):
         if c["resize"] is not None and int(c["resize"]) < MIN_SIDE:
             raise ValueError(f"resize must be >= {MIN_SIDE} or None, got {c['resize']}")
         self.device = self._device(c["device"])
-        if not isinstance(c["klt_refine"], bool):
-            raise ValueError(f"klt_refine must be true or false, got {c['klt_refine']!r}")
-        self.klt = KltConfig(fb_px=float(c["klt_fb_px"])) if c["klt_refine"] else None
+        if c["klt_refine"] is not None and not isinstance(c["klt_refine"], bool):
+            raise ValueError(f"klt_refine must be true, false or None (the variant's default), got {c['klt_refine']!r}")
         overrides: dict[str, Any] = {"match_cascade": {}, "match_coarse": {}}
         for key, section, field in (
             ("nms_kernel", "match_cascade", "nms_kernel"),
@@ -135,6 +134,8 @@ class CasMTRMatcher(Matcher):
             overrides["quirks"] = c["quirks"]
         cfg = variant_config(c["variant"], overrides)
         self.fine_window = int(cfg["fine"]["window"])
+        use_klt = c["klt_refine"] if c["klt_refine"] is not None else bool(cfg.get("klt_refine", False))
+        self.klt = KltConfig(fb_px=float(c["klt_fb_px"])) if use_klt else None
         self.quirks = cfg["quirks"]
         self.model = build_model(cfg)
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
@@ -201,8 +202,9 @@ class CasMTRMatcher(Matcher):
         if self.klt is not None:
             # a polished point may move at most the fine window's radius (1/2 resolution), in original pixels
             scale = max(sizes[1][0] / net[1][0], sizes[1][1] / net[1][1])
-            cfg = replace(self.klt, max_shift_px=(self.fine_window // 2) * 2.0 * scale)
-            k1, ok = polish(gray_u8(im0), gray_u8(im1), k0, k1, cfg)
+            radius = (self.fine_window // 2) * 2.0 * scale
+            cfg = replace(self.klt, max_shift_px=radius, homography_px=2 * radius)
+            k1, ok = polish_guided(gray_u8(im0), gray_u8(im1), k0, k1, cfg)
             k0, k1, conf = k0[ok], k1[ok], conf[ok]
         t_klt = time.perf_counter() - t_klt
         cmap = None

@@ -45,6 +45,9 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # the VO loses track on the KITTI 06 clip, NMS off keeps ~2700 and raises pose AUC (docs/model_card.md).
     "match_cascade": {"nms_kernel": 0},
     "default_weights": "casmtr-4c-lite",  # casmtr_ros/weights/casmtr-4c-lite.pt (see docs/model_card.md)
+    # Matcher default: polish the matches with homography-guided Lucas-Kanade on the original images (the 1/2
+    # refinement of these weights is a pixel or more off; docs/model_card.md measures both settings).
+    "klt_refine": True,
 }
 
 

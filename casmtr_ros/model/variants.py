@@ -2,7 +2,9 @@
 
 Each entry is a config override merged onto ``casmtr.OUTDOOR_4C`` by :func:`casmtr_ros.model.build_model`;
 ``model`` selects the class in ``casmtr.MODELS``; an optional ``default_weights`` names the shipped weight file
-(``casmtr_ros/weights/``) a matcher loads when it is given no weights.
+(``casmtr_ros/weights/``) a matcher loads when it is given no weights, and an optional ``klt_refine`` is the
+matcher's default for its Lucas-Kanade polish (off when absent, so the official variants return the official
+outputs).
 """
 
 from __future__ import annotations

@@ -108,9 +108,9 @@ def test_confidence_map_and_match_threshold(fake_sd, kitti):
 def test_max_matches_keeps_the_most_confident_and_refines_them_alike(kitti):
     """The shipped lite weights on a real KITTI pair: the cap keeps the top-confidence matches, and each kept
     match is refined exactly as without the cap (the fine stage works per match)."""
-    full = build_matcher("casmtr-4c-lite", resize=320).match(*kitti)
+    full = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False).match(*kitti)
     assert len(full.kpts0) > 300
-    capped = build_matcher("casmtr-4c-lite", resize=320, max_matches=200).match(*kitti)
+    capped = build_matcher("casmtr-4c-lite", resize=320, max_matches=200, klt_refine=False).match(*kitti)
     assert len(capped.kpts0) == 200
     assert capped.confidence.min() >= np.sort(full.confidence)[-200] - 1e-6
     index = {tuple(np.round(k, 3)): n for n, k in enumerate(full.kpts0)}
@@ -122,7 +122,7 @@ def test_fine_chunks_change_nothing(kitti, monkeypatch):
     """Inference refines matches in cache-sized chunks: any chunk size gives the same matches."""
     import casmtr_ros.model.casmtr as casmtr_model
 
-    m = build_matcher("casmtr-4c-lite", resize=320)
+    m = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False)
     whole = m.match(*kitti)
     assert len(whole.kpts0) > 300
     monkeypatch.setattr(casmtr_model, "FINE_CHUNK", 37)  # not a divisor: a short last chunk
