@@ -77,9 +77,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     _p("matcher.max_keypoints", 4000, "keypoint budget of the OpenCV baselines (sift, orb)", "model", 16, 100000),
     _p("matcher.max_matches", 0, "refine and return at most this many matches, the most confident (CasMTR only;"
        " 0 = all): faster on CPU, lower accuracy (model card)", "model", 0, 100000),
-    _p("matcher.klt_refine", True, "polish every match with Lucas-Kanade on the original images and keep those that"
-       " pass a forward-backward check (CasMTR only): sub-pixel points for video-rate keyframe pairs; turn off for"
-       " wide baselines", "model"),
+    _p("matcher.klt_refine", True, "polish every match with homography-guided Lucas-Kanade on the original images"
+       " and keep those that pass a forward-backward check (CasMTR only): sub-pixel points, fewer outliers (model"
+       " card)", "model"),
     _p("matcher.klt_fb_px", 1.0, "forward-backward tolerance of `matcher.klt_refine` in pixels (0 = no check)",
        "model", 0.0, 20.0),
     _p("matcher.torch_threads", 0, "CPU threads PyTorch may use for matching (0 = PyTorch's default, one per core);"
