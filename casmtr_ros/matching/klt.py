@@ -61,7 +61,8 @@ def gray_u8(image: np.ndarray) -> np.ndarray:
 
 def polish(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray,
            config: KltConfig = KltConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """Polish ``kpts1 [N, 2]`` (pixels of ``gray1``) as the Lucas-Kanade track of ``kpts0`` (pixels of ``gray0``).
+    """Polish ``kpts1 [N, 2]`` (pixels of ``gray1``) as the Lucas-Kanade track of ``kpts0`` (pixels of ``gray0``;
+    the two images may differ in size).
 
     Returns ``(points1 [N, 2] float32, ok [N] bool)``: ``ok`` marks the matches that converged, moved at most
     ``max_shift_px`` and passed the forward-backward check; ``points1`` holds the polished point where ``ok`` and
@@ -73,6 +74,10 @@ def polish(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1: np.nd
     k1 = np.asarray(kpts1, np.float32).reshape(-1, 2)
     if n == 0:
         return k1.copy(), np.zeros(0, bool)
+    if gray0.shape != gray1.shape:  # OpenCV tracks between equal sizes: pad both (coordinates do not change)
+        h, w = max(gray0.shape[0], gray1.shape[0]), max(gray0.shape[1], gray1.shape[1])
+        gray0, gray1 = (cv2.copyMakeBorder(g, 0, h - g.shape[0], 0, w - g.shape[1], cv2.BORDER_REPLICATE)
+                        for g in (gray0, gray1))
     p0 = np.ascontiguousarray(np.asarray(kpts0, np.float32).reshape(-1, 1, 2))
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, config.iterations, config.epsilon)
     lk = {"winSize": (config.window, config.window), "maxLevel": config.levels, "criteria": criteria,

@@ -67,6 +67,19 @@ def test_polish_limits_the_shift(shifted):
     np.testing.assert_array_equal(capped, guess)
 
 
+def test_polish_images_of_different_sizes(shifted):
+    """The matcher accepts pairs of different sizes; so does the polish (guided or not)."""
+    img0, img1, pts = shifted
+    small1 = np.ascontiguousarray(img1[:200, :280])
+    keep = np.all(pts + SHIFT < [270, 190], axis=1)
+    for fn in (polish, polish_guided):
+        out, ok = fn(img0, small1, pts[keep], pts[keep] + SHIFT + 1.0)
+        assert ok.mean() > 0.8
+        assert np.median(np.linalg.norm(out[ok] - pts[keep][ok] - SHIFT, axis=1)) < 0.1
+        out, ok = fn(small1, img0, pts[keep] + SHIFT, pts[keep] + 1.0)  # image 0 the smaller one
+        assert ok.mean() > 0.8
+
+
 def test_polish_inputs():
     img = np.zeros((32, 32), np.uint8)
     out, ok = polish(img, img, np.zeros((0, 2)), np.zeros((0, 2)))
@@ -164,3 +177,12 @@ def test_guiding_homography_refuses_what_it_cannot_use():
     squash = pts * [0.01, 1.0]  # a near-degenerate map (determinant 0.01)
     assert guiding_homography(pts, squash.astype(np.float32), 2.0) is None
     assert guiding_homography(pts, pts + np.float32([3.0, -2.0]), 2.0) is not None
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_matcher_polishes_pairs_of_different_sizes():
+    pair = rendered_pair((320, 240))
+    crop1 = np.ascontiguousarray(pair.image1[:200, :288])
+    m = build_matcher("casmtr-4c-lite", resize=320).match(pair.image0, crop1)
+    assert len(m.kpts0) > 50 and "klt_refine" in m.timings
+    assert np.all(m.kpts1 >= -0.5) and np.all(m.kpts1 < [288, 200])
