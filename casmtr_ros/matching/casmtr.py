@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import torch
 
-from casmtr_ros.matching.base import Matcher, check_image, register_matcher
-from casmtr_ros.matching.klt import KltConfig, gray_u8, polish_guided
+from casmtr_ros.matching.base import Matcher, check_image, register_matcher, to_gray_uint8
+from casmtr_ros.matching.klt import KltConfig, polish_guided
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
 from casmtr_ros.types import InputError, Matches
 
@@ -204,7 +204,7 @@ class CasMTRMatcher(Matcher):
             scale = max(sizes[1][0] / net[1][0], sizes[1][1] / net[1][1])
             radius = (self.fine_window // 2) * 2.0 * scale
             cfg = replace(self.klt, max_shift_px=radius, homography_px=2 * radius)
-            k1, ok = polish_guided(gray_u8(im0), gray_u8(im1), k0, k1, cfg)
+            k1, ok = polish_guided(to_gray_uint8(im0), to_gray_uint8(im1), k0, k1, cfg)
             k0, k1, conf = k0[ok], k1[ok], conf[ok]
         t_klt = time.perf_counter() - t_klt
         cmap = None

@@ -50,15 +50,6 @@ class KltConfig:
             raise ValueError(f"invalid klt settings: {self}")
 
 
-def gray_u8(image: np.ndarray) -> np.ndarray:
-    """A checked matcher image (grey or RGB, uint8 or float in [0, 1]) as contiguous uint8 grey."""
-    if image.dtype != np.uint8:
-        image = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return np.ascontiguousarray(image)
-
-
 def polish(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray,
            config: KltConfig = KltConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Polish ``kpts1 [N, 2]`` (pixels of ``gray1``) as the Lucas-Kanade track of ``kpts0`` (pixels of ``gray0``;

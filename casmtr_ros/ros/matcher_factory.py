@@ -26,10 +26,6 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _default_conf(name: str) -> dict[str, Any]:
-    return declared_options(name)
-
-
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
     if device != "auto":
@@ -59,7 +55,7 @@ def check_matcher_params(values: dict[str, Any]) -> str | None:
 
 def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The conf dict for the selected matcher and the node parameters that do not apply to it."""
-    declared = _default_conf(values["matcher.name"])
+    declared = declared_options(values["matcher.name"])
     conf: dict[str, Any] = {}
     not_applicable = []
     for param, candidates in OPTION_NAMES.items():

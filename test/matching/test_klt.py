@@ -9,8 +9,9 @@ import pytest
 
 from casmtr_ros.benchmark.images import rendered_pair
 from casmtr_ros.matching import build_matcher
+from casmtr_ros.matching.base import to_gray_uint8
 from casmtr_ros.matching.casmtr import network_size
-from casmtr_ros.matching.klt import KltConfig, gray_u8, guiding_homography, polish, polish_guided
+from casmtr_ros.matching.klt import KltConfig, guiding_homography, polish, polish_guided
 
 SHIFT = np.array([3.37, -1.81], np.float32)  # sub-pixel translation of image 1 against image 0
 
@@ -91,7 +92,7 @@ def test_polish_inputs():
     with pytest.raises(ValueError, match="invalid"):
         KltConfig(fb_px=-1)
     rgb_float = np.dstack([np.linspace(0, 1, 32 * 32).reshape(32, 32)] * 3)
-    g = gray_u8(rgb_float)
+    g = to_gray_uint8(rgb_float)
     assert g.dtype == np.uint8 and g.shape == (32, 32) and g.max() == 255 and g.min() == 0
 
 
