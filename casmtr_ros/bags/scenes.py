@@ -123,6 +123,57 @@ def planes_scene(seed: int = 0, count: int = 6, texture_files: Sequence[str | Pa
     return Scene(planes, background=(90, 110, 140))
 
 
+def street_scene(seed: int = 0, texture_files: Sequence[str | Path] | None = None, color: bool = True,
+                 length_m: float = 80.0) -> Scene:
+    """A straight street along +x (from x = -5 m to ``length_m``): a road and two pavements on the ground, facades
+    of varying height and setback on both sides, parked boxes ("cars") and posts, a building closing the end.
+
+    For views from the road looking along +x and driving forward: strong scale change and parallax between views
+    several metres apart, as in a driving sequence.
+    """
+    rng = np.random.default_rng(seed)
+    tex = _TextureSource(seed, texture_files, color)
+    half = rng.uniform(3.5, 6.0)  # half width of the road, metres
+    x0, x1 = -5.0, float(length_m)
+    planes: list[Plane] = []
+    x = x0
+    while x < x1:  # road and pavements in segments (one texture each)
+        seg = float(rng.uniform(6.0, 12.0))
+        planes.append(Plane((x, half, 0), (seg, 0, 0), (0, -2 * half, 0), tex(seg, 2 * half), 0.7))
+        for side in (1, -1):
+            walk = 5.0  # up to the deepest facade setback
+            y_in, y_out = side * half, side * (half + walk)
+            planes.append(Plane((x, y_out if side > 0 else y_in, 0.001), (seg, 0, 0), (0, -walk, 0),
+                                tex(seg, walk), 0.8))
+        x += seg
+    for side in (1, -1):  # facades facing the road
+        x = x0
+        while x < x1:
+            width = float(rng.uniform(4.0, 10.0))
+            height = float(rng.uniform(4.0, 14.0))
+            y = side * (half + 2.5 + rng.uniform(0.0, 2.5))
+            # seen from the road: u runs along +x on the left side (+y), along -x on the right side
+            origin = (x, y, height) if side > 0 else (x + width, y, height)
+            u = (width, 0, 0) if side > 0 else (-width, 0, 0)
+            planes.append(Plane(origin, u, (0, 0, -height), tex(width, height), float(rng.uniform(0.75, 1.0))))
+            x += width
+        # a continuous wall behind the facades closes the gaps between setbacks
+        y = side * (half + 5.0)
+        origin, u = ((x0, y, 14.0), (x1 - x0, 0, 0)) if side > 0 else ((x1, y, 14.0), (x0 - x1, 0, 0))
+        planes.append(Plane(origin, u, (0, 0, -14.0), tex(x1 - x0, 14.0), 0.8))
+    planes.append(Plane((x1 + 5, 3 * half, 15), (0, -6 * half, 0), (0, 0, -15), tex(6 * half, 15), 0.9))
+    for _ in range(int(rng.integers(3, 9))):  # parked cars along both kerbs
+        side = 1 if rng.random() < 0.5 else -1
+        cx = float(rng.uniform(3.0, x1 - 5))
+        planes += _box((cx, side * (half - 1.1), 0), (rng.uniform(3.5, 4.8), 1.8, rng.uniform(1.3, 1.7)), tex,
+                       float(rng.uniform(0.7, 1.0)))
+    for _ in range(int(rng.integers(2, 7))):  # posts on the pavements
+        side = 1 if rng.random() < 0.5 else -1
+        planes += _box((float(rng.uniform(3.0, x1 - 5)), side * (half + 0.5), 0), (0.3, 0.3, rng.uniform(2.5, 4.5)),
+                       tex, 0.9)
+    return Scene(planes, background=(150, 170, 200))
+
+
 def demo_trajectory(n_frames: int = 60, length_m: float = 3.5) -> list[np.ndarray]:
     """Camera poses of a smooth walk through :func:`room_scene`: forward and sideways at ~1.4 m height with a
     gently swinging gaze towards the +x wall, ``length_m`` of path over ``n_frames`` poses."""

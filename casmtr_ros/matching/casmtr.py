@@ -80,6 +80,9 @@ class CasMTRMatcher(Matcher):
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
     - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
+    - ``fine_refine``: run the 1/2 sub-pixel refinement stage; ``None`` = automatic: on, except when the polish
+      below runs and the variant declares that it replaces the stage (``klt_replaces_fine``: ``casmtr-4c-lite``,
+      whose own 1/2 refinement is less accurate than the polish). Off without the polish returns the 1/4 matches;
     - ``klt_refine``: polish every match with homography-guided Lucas-Kanade on the original images and keep
       only those that pass its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`);
       ``None`` = the variant's default (on for ``casmtr-4c-lite``, off for the official variants);
@@ -104,6 +107,7 @@ class CasMTRMatcher(Matcher):
         "match_thr": 0.0,
         "max_matches": None,
         "klt_refine": None,
+        "fine_refine": None,
         "klt_fb_px": 1.0,
         "mixed_precision": None,
         "quirks": None,
@@ -136,6 +140,11 @@ class CasMTRMatcher(Matcher):
         self.fine_window = int(cfg["fine"]["window"])
         use_klt = c["klt_refine"] if c["klt_refine"] is not None else bool(cfg.get("klt_refine", False))
         self.klt = KltConfig(fb_px=float(c["klt_fb_px"])) if use_klt else None
+        if c["fine_refine"] is not None and not isinstance(c["fine_refine"], bool):
+            raise ValueError(f"fine_refine must be true, false or None (automatic), got {c['fine_refine']!r}")
+        # automatic: the 1/2 refinement runs unless the polish replaces it for these weights (klt_replaces_fine)
+        self.fine_refine = (c["fine_refine"] if c["fine_refine"] is not None
+                            else not (use_klt and bool(cfg.get("klt_replaces_fine", False))))
         self.quirks = cfg["quirks"]
         self.model = build_model(cfg)
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
@@ -184,7 +193,7 @@ class CasMTRMatcher(Matcher):
             masks[k, :hn, :wn] = True
         batch = batch.to(self.device)
         data: dict[str, Any] = {"image0": batch[:1], "image1": batch[1:], "coarse_matches": False,
-                                "max_matches": self.conf["max_matches"]}
+                                "max_matches": self.conf["max_matches"], "fine_refine": self.fine_refine}
         if net[0] != net[1] or net[0] != (Hc, Wc):
             data["mask0"], data["mask1"] = masks[:1].to(self.device), masks[1:].to(self.device)
         t_pre = time.perf_counter() - t0

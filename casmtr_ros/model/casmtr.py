@@ -109,7 +109,9 @@ class CasMTR(nn.Module):
       - optional ``coarse_matches`` (default True): False skips the 1/8 ``conf_matrix`` and LoFTR matches, which
         the 4c output never uses (inference speed; the matchers pass False);
       - optional ``max_matches`` (default None = all): refine only this many most confident 1/4 matches
-        (inference speed; the fine stage and the pose estimator cost grows with the number of matches).
+        (inference speed; the fine stage and the pose estimator cost grows with the number of matches);
+      - optional ``fine_refine`` (default True): False skips the 1/2 refinement and returns the 1/4 matches as
+        ``mkpts*_f`` (no ``expec_f``): for callers that refine the points themselves (the Lucas-Kanade polish).
     Outputs:
       - ``mkpts0_f``, ``mkpts1_f`` ``[M, 2]`` (x, y) input pixels (x scale), ``mconf`` ``[M]``, ``m_bids`` ``[M]``,
         ``expec_f`` ``[M, 3]``;
@@ -256,6 +258,11 @@ class CasMTR(nn.Module):
                 if key in s4:
                     s4[key] = s4[key][top]
         b = s4["b_ids"]
+        if not data.get("fine_refine", True):  # inference option: return the 1/4 matches unrefined
+            out.update(mkpts0_f=s4["mkpts0_c"], mkpts1_f=s4["mkpts1_c"], mconf=s4["mconf"], m_bids=b)
+            timer.lap("refinement")
+            out["timings"] = timer.times
+            return out
         # Matches are refined independently: without gradients, in chunks (the same results, and the 1/2 windows
         # of all matches are never held at once: peak RSS of a 640x480 lite pair ~1.0 -> ~0.7 GB).
         M = b.numel()

@@ -48,6 +48,9 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # Matcher default: polish the matches with homography-guided Lucas-Kanade on the original images (the 1/2
     # refinement of these weights is a pixel or more off; docs/model_card.md measures both settings).
     "klt_refine": True,
+    # ... and the polish replaces the 1/2 refinement stage (skipped when the polish runs): started from the 1/4
+    # matches it is as accurate on KITTI 06 and more accurate on v_churchill, ~0.3 s faster per 640x480 pair.
+    "klt_replaces_fine": True,
 }
 
 

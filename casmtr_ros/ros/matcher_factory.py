@@ -23,7 +23,9 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.max_matches": ("max_matches",),
     "matcher.klt_refine": ("klt_refine",),
     "matcher.klt_fb_px": ("klt_fb_px",),
+    "matcher.fine_refine": ("fine_refine",),
 }
+FINE_REFINE_VALUES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 
 def resolve_device(device: str) -> str:
@@ -74,6 +76,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue  # the variant's own value
         if param == "matcher.max_matches" and value == 0:
             value = None  # all matches
+        if param == "matcher.fine_refine":
+            value = FINE_REFINE_VALUES[value]
         if isinstance(declared[key], float) and isinstance(value, int):
             value = float(value)
         conf[key] = value

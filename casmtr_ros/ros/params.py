@@ -80,6 +80,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     _p("matcher.klt_refine", True, "polish every match with homography-guided Lucas-Kanade on the original images"
        " and keep those that pass a forward-backward check (CasMTR only): sub-pixel points, fewer outliers (model"
        " card)", "model"),
+    _p("matcher.fine_refine", "auto", "the 1/2 sub-pixel refinement stage (CasMTR only): auto = on unless"
+       " `matcher.klt_refine` replaces it for these weights (casmtr-4c-lite), on, off", "model",
+       choices=("auto", "on", "off")),
     _p("matcher.klt_fb_px", 1.0, "forward-backward tolerance of `matcher.klt_refine` in pixels (0 = no check)",
        "model", 0.0, 20.0),
     _p("matcher.torch_threads", 0, "CPU threads PyTorch may use for matching (0 = PyTorch's default, one per core);"

@@ -417,12 +417,23 @@ class RenderedScenes(PairSource):
     """Pairs of views of textured planar 3D scenes rendered by :mod:`casmtr_ros.bags.render` (exact depth,
     occlusions, wide baselines), textured with photographs from ``texture_root`` (e.g. train_images).
 
-    Each sample builds a fresh scene (room with pillars, or slanted planes in front of a wall) from a random
-    subset of the textures and two random camera poses.
+    Each sample builds a fresh scene from a random subset of the textures and two random camera poses. Scene
+    kinds (``scene_weights``, sampling weights): ``room`` (room with pillars), ``planes`` (slanted planes in front
+    of a wall), ``street`` (driving forward along a street, 1-16 m between the views: strong scale change).
     """
 
+    SCENE_KINDS = ("room", "planes", "street")
+
     def __init__(self, texture_root: str | Path, size: tuple[int, int], seed: int = 0, augment: bool = True,
-                 textures_per_scene: int = 12, hfov_deg: tuple[float, float] = (50.0, 80.0)) -> None:
+                 textures_per_scene: int = 12, hfov_deg: tuple[float, float] = (50.0, 80.0),
+                 scene_weights: dict[str, float] | None = None) -> None:
+        weights = dict(scene_weights or {"room": 1.0, "planes": 1.0})
+        unknown = sorted(set(weights) - set(self.SCENE_KINDS))
+        if unknown or not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"scene_weights must give non-negative weights (not all zero) to {self.SCENE_KINDS},"
+                             f" got {weights}")
+        self.kinds = list(weights)
+        self.kind_cum = np.cumsum([weights[k] for k in self.kinds]) / sum(weights.values())
         root = _require_dir(Path(texture_root), "texture")
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not self.files:
@@ -436,6 +447,15 @@ class RenderedScenes(PairSource):
     def _poses(self, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         from casmtr_ros.bags.scenes import ROOM_SIZE, look_at
 
+        if kind == "street":  # forward along +x with small lateral moves, gaze changes of up to ~12 degrees
+            eye = np.array([rng.uniform(-2.0, 20.0), rng.uniform(-1.5, 1.5), rng.uniform(1.2, 1.9)])
+            target = eye + np.array([20.0, rng.uniform(-4, 4), rng.uniform(-1.5, 0.5)])
+            eye1 = eye + np.array([rng.uniform(1.0, 16.0), rng.uniform(-1.0, 1.0), rng.uniform(-0.2, 0.2)])
+            target1 = eye1 + np.array([20.0, rng.uniform(-4, 4), rng.uniform(-1.5, 0.5)])
+            if rng.random() < 0.3:  # sometimes backwards: image 1 is the wider view
+                eye, eye1, target, target1 = eye1, eye, target1, target
+            up = np.array([0.0, 0.0, 1.0])
+            return look_at(eye, target, up), look_at(eye1, target1, up)
         if kind == "room":
             lx, ly, _ = ROOM_SIZE
             eye = np.array([rng.uniform(-0.35, 0.1) * lx, rng.uniform(-0.3, 0.3) * ly, rng.uniform(0.8, 2.2)])
@@ -455,13 +475,18 @@ class RenderedScenes(PairSource):
 
     def sample(self, key: int, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
         from casmtr_ros.bags.render import render_view
-        from casmtr_ros.bags.scenes import planes_scene, room_scene
+        from casmtr_ros.bags.scenes import planes_scene, room_scene, street_scene
 
         g = rng if rng is not None else np.random.default_rng(key)
         files = [self.files[i] for i in g.choice(len(self.files), self.textures_per_scene, replace=False)]
-        kind = "room" if g.random() < 0.5 else "planes"
-        scene = (room_scene(seed=int(g.integers(1 << 30)), texture_files=files) if kind == "room"
-                 else planes_scene(seed=int(g.integers(1 << 30)), count=int(g.integers(4, 9)), texture_files=files))
+        kind = self.kinds[min(int(np.searchsorted(self.kind_cum, g.random())), len(self.kinds) - 1)]
+        scene_seed = int(g.integers(1 << 30))
+        if kind == "room":
+            scene = room_scene(seed=scene_seed, texture_files=files)
+        elif kind == "planes":
+            scene = planes_scene(seed=scene_seed, count=int(g.integers(4, 9)), texture_files=files)
+        else:
+            scene = street_scene(seed=scene_seed, texture_files=files)
         H, W = self.size
         f = 0.5 * W / np.tan(np.radians(g.uniform(*self.hfov)) / 2)
         K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]], np.float64)

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from casmtr_ros.bags.render import Plane, Scene, project, render_view, unproject
-from casmtr_ros.bags.scenes import default_intrinsics, demo_trajectory, look_at, planes_scene, room_scene
+from casmtr_ros.bags.scenes import (
+    default_intrinsics,
+    demo_trajectory,
+    look_at,
+    planes_scene,
+    room_scene,
+    street_scene,
+)
 from casmtr_ros.bags.textures import procedural_texture
 
 SIZE = (320, 240)
@@ -112,3 +119,25 @@ def test_bad_inputs() -> None:
         render_view(Scene([]), default_intrinsics(), np.eye(4), (0, 10))
     with pytest.raises(ValueError, match="coincide"):
         look_at([1, 1, 1], [1, 1, 1])
+
+
+def test_street_scene_along_x() -> None:
+    """The street: the road seen from a driver's position, facades on both sides, the far end closed; driving
+    forward scales the view up (the same road point is lower in the image and nearer)."""
+    scene = street_scene(seed=1, color=False, length_m=40.0)
+    K = default_intrinsics(*SIZE)
+    pose0 = look_at([0, 0, 1.5], [20, 0, 1.5])
+    image, depth = render_view(scene, K, pose0, SIZE)
+    assert image.std() > 10
+    assert np.isfinite(depth[SIZE[1] // 2 + 10:]).mean() > 0.999  # below the horizon: road, pavements, facades
+    assert np.nanmax(depth) < 60.0 and np.nanmin(depth) > 0.5
+    pose1 = look_at([8, 0, 1.5], [28, 0, 1.5])
+    _, depth1 = render_view(scene, K, pose1, SIZE)
+    x, y = SIZE[0] // 2, SIZE[1] - 40  # a road pixel of view 0, 8 m further on in view 1
+    world = unproject(K, pose0, np.array([[x, y]], float), np.array([depth[y, x]]))
+    uv, z = project(K, pose1, world)
+    assert z[0] < 0  # behind the camera after driving past it
+    far = unproject(K, pose0, np.array([[x, SIZE[1] // 2 + 12]], float), np.array([depth[SIZE[1] // 2 + 12, x]]))
+    uv, z = project(K, pose1, far)
+    assert 0 < z[0] < depth[SIZE[1] // 2 + 12, x] and uv[0, 1] > SIZE[1] // 2 + 12
+    assert np.isfinite(depth1).mean() > 0.8

@@ -118,6 +118,24 @@ def test_max_matches_keeps_the_most_confident_and_refines_them_alike(kitti):
     np.testing.assert_allclose(capped.kpts1, full.kpts1[rows], atol=1e-4)
 
 
+def test_fine_refine_off_returns_the_quarter_matches(kitti):
+    """``fine_refine=False`` skips the 1/2 stage: the same matches as with it, image 1's points left on the 1/4
+    grid (multiples of 4 network pixels), where the 1/2 stage moves them off it."""
+    m = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False)
+    net = network_size(*kitti[0].shape, 320)
+    images = [torch.from_numpy(prepare(im, net))[None] for im in kitti]
+    with torch.inference_mode():
+        full = m.model({"image0": images[0], "image1": images[1], "coarse_matches": False})
+        quarter = m.model({"image0": images[0], "image1": images[1], "coarse_matches": False, "fine_refine": False})
+    assert "refinement" in quarter["timings"] and "expec_f" not in quarter
+    assert quarter["mkpts0_f"].shape[0] > 300
+    torch.testing.assert_close(quarter["mkpts0_f"], full["mkpts0_f"])
+    torch.testing.assert_close(quarter["mconf"], full["mconf"])
+    torch.testing.assert_close(quarter["mkpts1_f"], quarter["stage_4c"]["mkpts1_c"])
+    assert torch.all(quarter["mkpts1_f"] % 4 == 0)
+    assert (full["mkpts1_f"] % 4 != 0).any(dim=1).float().mean() > 0.5
+
+
 def test_fine_chunks_change_nothing(kitti, monkeypatch):
     """Inference refines matches in cache-sized chunks: any chunk size gives the same matches."""
     import casmtr_ros.model.casmtr as casmtr_model

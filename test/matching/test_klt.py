@@ -99,15 +99,19 @@ def test_polish_inputs():
 @pytest.mark.usefixtures("one_torch_thread")
 def test_matcher_klt_refine_on_kitti(shared_data):
     """casmtr-4c-lite on a real KITTI pair with its ground-truth pose: the polished matches are a subset of the
-    plain ones (same points in image 0), each moved by at most the fine window's radius, and they lie closer
-    to their epipolar lines."""
+    network's 1/4 matches (same points in image 0; with the polish on, these weights skip the 1/2 refinement),
+    each moved by at most the fine window's radius, and they lie closer to their epipolar lines than both the
+    1/4 matches and the network's own 1/2 refinement."""
     from casmtr_ros.evaluation.pairs import epipolar_errors, read_pairs
 
     pair = read_pairs(shared_data / "kitti06_seq" / "kitti06_pairs_with_gt.txt")[0]
     imgs = [cv2.imread(str(shared_data / "kitti06_seq" / n), cv2.IMREAD_GRAYSCALE) for n in (pair.name0, pair.name1)]
-    plain = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False).match(*imgs)
+    plain = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False, fine_refine=False).match(*imgs)
+    fine = build_matcher("casmtr-4c-lite", resize=320, klt_refine=False).match(*imgs)  # the network's 1/2 points
     polished = build_matcher("casmtr-4c-lite", resize=320).match(*imgs)  # on by default for the lite weights
     assert 0.3 * len(plain) < len(polished) < len(plain)
+    np.testing.assert_array_equal(fine.kpts0, plain.kpts0)  # the 1/2 stage moves only the points of image 1
+    assert np.median(np.linalg.norm(fine.kpts1 - plain.kpts1, axis=1)) > 0.1
     assert "klt_refine" in polished.timings
     index = {tuple(np.round(k, 3)): n for n, k in enumerate(plain.kpts0)}
     rows = np.array([index[tuple(np.round(k, 3))] for k in polished.kpts0])
@@ -122,15 +126,22 @@ def test_matcher_klt_refine_on_kitti(shared_data):
         return np.sqrt(epipolar_errors(m.kpts0, m.kpts1, pair.K0, pair.K1, pair.T_0to1)) * pair.K0[0, 0]
 
     assert np.median(sampson_px(polished)) < 0.6 * np.median(sampson_px(plain))
+    assert np.median(sampson_px(polished)) < 0.6 * np.median(sampson_px(fine))
     with pytest.raises(ValueError, match="klt_refine"):
         build_matcher("casmtr-4c-lite", klt_refine="yes")
 
 
 def test_klt_defaults_per_variant():
-    assert build_matcher("casmtr-4c-lite").klt is not None
+    lite = build_matcher("casmtr-4c-lite")
+    assert lite.klt is not None and lite.fine_refine is False  # the polish replaces the 1/2 stage of these weights
+    assert build_matcher("casmtr-4c-lite", klt_refine=False).fine_refine is True
+    assert build_matcher("casmtr-4c-lite", fine_refine=True).fine_refine is True
     official = build_matcher("casmtr-4c-outdoor", random_init=True)
-    assert official.klt is None  # the official variants return the official outputs unless asked
-    assert build_matcher("casmtr-4c-outdoor", random_init=True, klt_refine=True).klt is not None
+    assert official.klt is None and official.fine_refine is True  # the official outputs unless asked
+    polished = build_matcher("casmtr-4c-outdoor", random_init=True, klt_refine=True)
+    assert polished.klt is not None and polished.fine_refine is True  # polish on top of the official refinement
+    with pytest.raises(ValueError, match="fine_refine"):
+        build_matcher("casmtr-4c-lite", fine_refine="auto")
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,12 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert conf == {"max_keypoints": 4000}
     assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable
     assert "matcher.max_matches" in not_applicable and "matcher.klt_refine" in not_applicable
+    assert "matcher.fine_refine" in not_applicable
+    lite_conf, _ = matcher_conf({**values, "matcher.name": "casmtr-4c-lite"})
+    assert lite_conf["fine_refine"] is None and lite_conf["klt_refine"] is True
+    for text, value in (("on", True), ("off", False)):
+        assert matcher_conf({**values, "matcher.name": "casmtr-4c-lite", "matcher.fine_refine": text})[0][
+            "fine_refine"] is value
     matcher, _ = make_matcher({**values, "matcher.max_keypoints": 500})
     assert matcher.name == "sift" and matcher.conf["max_keypoints"] == 500
     assert "unknown matcher" in check_matcher_params({**values, "matcher.name": "nope"})
@@ -110,7 +116,7 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
               "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
     conf, not_applicable = matcher_conf(casmtr)
     assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3, "max_matches": None,
-                    "klt_refine": True, "klt_fb_px": 1.0}
+                    "klt_refine": True, "klt_fb_px": 1.0, "fine_refine": None}
     assert not_applicable == ["matcher.max_keypoints"]
     assert matcher_conf({**casmtr, "matcher.max_matches": 500})[0]["max_matches"] == 500
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value

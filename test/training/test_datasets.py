@@ -72,6 +72,25 @@ def test_rendered_scenes_with_photo_textures(shared_data: Path) -> None:
     _check(ds, [0, 1, 2])
 
 
+def test_rendered_street_scenes(shared_data: Path) -> None:
+    """Forward-driving street pairs: ground truth passes the photometric check, and the views differ in scale
+    (the points of image 0 spread or shrink in image 1)."""
+    ds = D.RenderedScenes(shared_data / "train_images", SIZE, augment=False, textures_per_scene=6,
+                          scene_weights={"street": 1.0})
+    keys = [0, 1, 2, 3]
+    _check(ds, keys)
+    spreads = []
+    for k in keys:
+        item = ds[k]
+        v = item["v01"].bool()
+        p0 = grid_points(SIZE[0] // D.GRID_STRIDE, SIZE[1] // D.GRID_STRIDE, D.GRID_STRIDE)[v]
+        p1 = item["w01"][v]
+        spreads.append(float(p1.std(0).mean() / p0.std(0).mean()))
+    assert max(abs(np.log(s)) for s in spreads) > np.log(1.3), spreads
+    with pytest.raises(ValueError, match="scene_weights"):
+        D.RenderedScenes(shared_data / "train_images", SIZE, scene_weights={"beach": 1.0})
+
+
 def test_augmented_mixture_is_deterministic(shared_data: Path) -> None:
     mix = D.Mixture([(D.HomographyImages(shared_data / "train_images", SIZE, seed=3), 1.0)], 10, seed=3)
     a, b = mix[5], mix[5]
