@@ -24,7 +24,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        h = self.fc1(x)
+        return self.fc2(F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h))  # in place: see DWConvMlp
 
 
 def window_pad_mask(h: int, w: int, ws: int, mode: str, device: torch.device) -> torch.Tensor | None:
