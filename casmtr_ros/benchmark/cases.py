@@ -48,16 +48,13 @@ def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """A benchmark matcher spec, ``NAME`` or ``NAME@KEY=VALUE,KEY=VALUE`` (values as YAML scalars), as the name
     and its options: ``casmtr-4c-lite@resize=480,klt_refine=true`` times the lite matcher on a 480-pixel network
     input with the Lucas-Kanade polish; the spec is the row's label in the report."""
-    import yaml
+    from casmtr_ros.evaluation.common import parse_options
 
     name, _, rest = spec.partition("@")
-    options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"matcher spec {spec!r}: expected NAME@KEY=VALUE,KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
-    return name, options
+    try:
+        return name, parse_options([item for item in rest.split(",") if item])
+    except ValueError:
+        raise ValueError(f"matcher spec {spec!r}: expected NAME@KEY=VALUE,KEY=VALUE") from None
 
 
 def build(case: Case) -> tuple[Matcher, str]:

@@ -117,7 +117,7 @@ def parse_options(items: Sequence[str] | None) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"expected key=value, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out

@@ -258,13 +258,26 @@ class CasMTR(nn.Module):
                 if key in s4:
                     s4[key] = s4[key][top]
         b = s4["b_ids"]
-        if not data.get("fine_refine", True):  # inference option: return the 1/4 matches unrefined
-            out.update(mkpts0_f=s4["mkpts0_c"], mkpts1_f=s4["mkpts1_c"], mconf=s4["mconf"], m_bids=b)
-            timer.lap("refinement")
-            out["timings"] = timer.times
-            return out
-        # Matches are refined independently: without gradients, in chunks (the same results, and the 1/2 windows
-        # of all matches are never held at once: peak RSS of a 640x480 lite pair ~1.0 -> ~0.7 GB).
+        if data.get("fine_refine", True):
+            fine = self.refine(ff, x40, x41, s4, w4, H / ff.shape[2], scale1 if scale0 is not None else None)
+        else:  # inference option: the 1/4 matches unrefined
+            fine = {"mkpts0_f": s4["mkpts0_c"], "mkpts1_f": s4["mkpts1_c"]}
+        timer.lap("refinement")
+        out.update(fine)
+        out["mconf"] = s4["mconf"]
+        out["m_bids"] = b
+        out["timings"] = timer.times
+        return out
+
+    def refine(self, ff: torch.Tensor, x40: torch.Tensor, x41: torch.Tensor, s4: dict[str, Any], w4: int,
+               scale: float, scale1: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The 1/2 refinement of the 1/4 matches ``s4``: ``mkpts0_f``, ``mkpts1_f``, ``expec_f``.
+
+        Matches are refined independently: without gradients, in chunks (the same results, and the 1/2 windows of
+        all matches are never held at once: peak RSS of a 640x480 lite pair ~1.0 -> ~0.7 GB).
+        """
+        B = ff.shape[0] // 2
+        b = s4["b_ids"]
         M = b.numel()
         step = FINE_CHUNK if not torch.is_grad_enabled() and M > FINE_CHUNK else max(M, 1)
         chunks = []
@@ -276,17 +289,11 @@ class CasMTR(nn.Module):
             w0, w1 = self.part("fine")(w0, w1)
             chunks.append(
                 self.fine_matching(
-                    w0, w1, s4["mkpts0_c"][sl], s4["mkpts1_c"][sl], H / ff.shape[2],
-                    scale1[b[sl]] if scale0 is not None else None,
+                    w0, w1, s4["mkpts0_c"][sl], s4["mkpts1_c"][sl], scale,
+                    scale1[b[sl]] if scale1 is not None else None,
                 )
             )
-        fine = chunks[0] if len(chunks) == 1 else {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-        timer.lap("refinement")
-        out.update(fine)
-        out["mconf"] = s4["mconf"]
-        out["m_bids"] = b
-        out["timings"] = timer.times
-        return out
+        return chunks[0] if len(chunks) == 1 else {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
 
 
 MODELS: dict[str, type[nn.Module]] = {"casmtr": CasMTR}
