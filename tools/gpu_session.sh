@@ -6,7 +6,8 @@
 #
 # DATA.tar.xz (made by tools/pack_gpu_data.sh) holds a `shared/data/...` subset of ../shared/data for
 # machines that cannot see ../shared; without it ../shared (or $CASMTR_SHARED) is used.
-# Environment: TRAIN_MIN (0 skips training), BENCH=0 skips timing, PYTHON (default python3),
+# Environment: TRAIN_MIN (0 skips training), TRAIN_CONFIG (default train_lite_gpu), TRAIN_INIT (a checkpoint to start
+# from instead of the config's init), BENCH=0 skips timing, BENCH_OPS=0 skips the op benchmark, PYTHON (default python3),
 # BENCH_PATHS (default: the four CUDA paths), CASMTR_CUDA_ARCHS (default: this GPU's compute capability).
 set -u
 PY=${PYTHON:-python3}
@@ -35,10 +36,12 @@ fi
 TRAIN_MIN=${TRAIN_MIN:-4}
 train_pid=""
 if [ "$TRAIN_MIN" != "0" ]; then
-  log "training casmtr-4c-lite for $TRAIN_MIN min (PyTorch ops path)"
+  init=()
+  [ -n "${TRAIN_INIT:-}" ] && init=(--init "$TRAIN_INIT")
+  log "training ${TRAIN_CONFIG:-train_lite_gpu} for $TRAIN_MIN min (PyTorch ops path) ${init[*]}"
   CASMTR_OPS_BACKEND=torch timeout -s TERM -k 60 "$(awk "BEGIN{print int($TRAIN_MIN*60+120)}")" \
-    "$PY" -m casmtr_ros.cli train train_lite_gpu --out /tmp/casmtr_run --minutes "$TRAIN_MIN" --no-progress \
-    --export "$OUT/casmtr-4c-lite.pt" >"$OUT/train.log" 2>&1 &
+    "$PY" -m casmtr_ros.cli train "${TRAIN_CONFIG:-train_lite_gpu}" "${init[@]}" --out /tmp/casmtr_run \
+    --minutes "$TRAIN_MIN" --no-progress --export "$OUT/casmtr-4c-lite.pt" >"$OUT/train.log" 2>&1 &
   train_pid=$!
 fi
 
@@ -50,6 +53,9 @@ tests="test/ops/test_cuda_kernels.py test/ops/test_dispatch.py test/ops/test_tor
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider -o addopts="--import-mode=importlib -ra" $tests \
   -k "not out_of_range and not refused" >"$OUT/cuda_tests.log" 2>&1
 log "CUDA tests rc=$?: $(tail -1 "$OUT/cuda_tests.log")"
+timeout 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts="--import-mode=importlib -ra" test/matching/test_casmtr.py \
+  -k profile >"$OUT/cuda_profile_tests.log" 2>&1
+log "CUDA profile tests rc=$?: $(tail -1 "$OUT/cuda_profile_tests.log")"
 # the tests where the extension must raise a clear error (kept apart: a crash there must not hide the others)
 timeout 60 "$PY" -m pytest -q -p no:cacheprovider -o addopts="--import-mode=importlib -ra" \
   test/ops/test_cuda_kernels.py -k "out_of_range or refused" >"$OUT/cuda_error_tests.log" 2>&1
@@ -69,17 +75,19 @@ fi
 
 if [ "${BENCH:-1}" != "0" ]; then
   paths=${BENCH_PATHS:-cuda-torch cuda-kernels cuda-torch-fp16 cuda-kernels-fp16}
-  log "bench ops"
-  timeout 60 "$PY" -m casmtr_ros.cli bench ops --sizes 640x480 1280x960 --repeats 20 --paths cuda-torch cuda-kernels \
-    --out "$OUT/bench" >"$OUT/bench_ops.log" 2>&1
-  log "bench ops rc=$?"
+  if [ "${BENCH_OPS:-1}" != "0" ]; then
+    log "bench ops"
+    timeout 90 "$PY" -m casmtr_ros.cli bench ops --sizes 640x480 1280x960 --repeats 20 --paths cuda-torch cuda-kernels \
+      --out "$OUT/bench" >"$OUT/bench_ops.log" 2>&1
+    log "bench ops rc=$?"
+  fi
   # shellcheck disable=SC2086
-  timeout 120 "$PY" -m casmtr_ros.cli bench --matchers casmtr-4c-outdoor --sizes 640x480 832x832 --paths $paths \
-    --warmup 3 --repeats 10 --budget 15 --timeout 60 --out "$OUT/bench_outdoor" >"$OUT/bench_outdoor.log" 2>&1
+  timeout 150 "$PY" -m casmtr_ros.cli bench --matchers casmtr-4c-outdoor --sizes 640x480 832x832 --paths $paths \
+    --warmup 3 --repeats 10 --budget 10 --timeout 45 --out "$OUT/bench_outdoor" >"$OUT/bench_outdoor.log" 2>&1
   log "bench outdoor rc=$?"
   # shellcheck disable=SC2086
-  timeout 60 "$PY" -m casmtr_ros.cli bench --matchers casmtr-4c-indoor casmtr-4c-lite --sizes 640x480 \
-    --paths ${BENCH_PATHS_SMALL:-cuda-torch-fp16 cuda-kernels-fp16} --warmup 3 --repeats 10 --budget 15 --timeout 60 \
+  timeout 90 "$PY" -m casmtr_ros.cli bench --matchers casmtr-4c-indoor casmtr-4c-lite --sizes 640x480 \
+    --paths ${BENCH_PATHS_SMALL:-cuda-torch-fp16 cuda-kernels-fp16} --warmup 3 --repeats 10 --budget 10 --timeout 45 \
     --out "$OUT/bench_others" >"$OUT/bench_others.log" 2>&1
   log "bench others rc=$?"
 fi

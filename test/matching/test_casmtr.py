@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -134,6 +135,34 @@ def test_fine_refine_off_returns_the_quarter_matches(kitti):
     torch.testing.assert_close(quarter["mkpts1_f"], quarter["stage_4c"]["mkpts1_c"])
     assert torch.all(quarter["mkpts1_f"] % 4 == 0)
     assert (full["mkpts1_f"] % 4 != 0).any(dim=1).float().mean() > 0.5
+
+
+def test_profile_splits_timings_without_changing_matches(kitti):
+    """``profile=True`` only synchronises the device between stages: same matches, every stage timed, and the
+    stages add up to no more than the match (on CPU there is nothing to synchronise)."""
+    plain = build_matcher("casmtr-4c-lite", resize=320).match(*kitti)
+    prof = build_matcher("casmtr-4c-lite", resize=320, profile=True).match(*kitti)
+    np.testing.assert_array_equal(prof.kpts0, plain.kpts0)
+    np.testing.assert_array_equal(prof.kpts1, plain.kpts1)
+    assert len(prof.kpts0) > 100
+    stages = ("backbone", "coarse_attention", "coarse_matching", "cascade_attention", "cascade_matching")
+    assert all(prof.timings[k] > 0 for k in stages)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_profile_on_cuda_accounts_for_the_whole_match(kitti):
+    """On a GPU the launches are asynchronous: with ``profile`` every stage has finished when its time is taken, so
+    the stages account for the model's time and the copy of the results back to the host waits for nothing."""
+    m = build_matcher("casmtr-4c-lite", resize=320, device="cuda", profile=True)
+    m.match(*kitti)  # warm-up
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = m.match(*kitti)
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t
+    model = sum(v for k, v in out.timings.items() if k not in ("preprocess", "postprocess", "klt_refine"))
+    assert 0 < model <= wall
+    assert out.timings["postprocess"] < 0.5 * model + 0.002
 
 
 def test_fine_chunks_change_nothing(kitti, monkeypatch):
