@@ -105,18 +105,22 @@ class CascadeQTAttB(nn.Module):
         qg = group_children(q.reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
         kf = k.reshape(B, L, H, D)
         vf = v.reshape(B, L, H, D)
-        index = cand[..., None].expand(-1, -1, -1, H).contiguous()  # [B, L8, K, H]
         if cells is not None and (x.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
-            score = torch_ops.window_score(qg, group_children(kf, h, w), cells)
+            # PyTorch path: whole cells gathered, scores kept heads-major [B, L8, H, 4, K] (softmax over contiguous
+            # rows, no per-child index); the same values as the kernels' layout below
+            score = torch_ops.window_score_heads(qg, group_children(kf, h, w), cells) * D**-0.5
+            if bias is not None:
+                score = score + bias.permute(0, 1, 4, 2, 3)
+            msg = torch_ops.window_value(torch.softmax(score, dim=-1), group_children(vf, h, w), cells)
         else:
-            score = ops.score_computation(qg.contiguous(), kf.contiguous(), index)
-        score = score * D**-0.5  # [B, L8, 4, K, H]
-        if bias is not None:
-            score = score + bias
-        A = torch.softmax(score, dim=3)
-        msg = ops.value_aggregation(
-            A.contiguous(), vf.contiguous(), index[:, :, None].expand(-1, -1, 4, -1, -1).contiguous()
-        )
+            index = cand[..., None].expand(-1, -1, -1, H).contiguous()  # [B, L8, K, H]
+            score = ops.score_computation(qg.contiguous(), kf.contiguous(), index) * D**-0.5  # [B, L8, 4, K, H]
+            if bias is not None:
+                score = score + bias
+            A = torch.softmax(score, dim=3)
+            msg = ops.value_aggregation(
+                A.contiguous(), vf.contiguous(), index[:, :, None].expand(-1, -1, 4, -1, -1).contiguous()
+            )
         msg = ungroup_children(msg, h, w).reshape(B, L, C)
         return self.proj(msg)
 

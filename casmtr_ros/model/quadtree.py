@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from casmtr_ros import ops
+from casmtr_ros.ops import torch_ops
 
 
 def token_map(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -130,6 +131,17 @@ class QTAttB(nn.Module):
             prev_topk = topk
             topk = min(self.topks[i] if i < len(self.topks) else prev_topk, 4 * prev_topk)
             qg = group_children(qf, h, w)  # [B, Lp, 4, H, D]
+            if q.device.type != "cuda" or ops.backend_name("cuda") == "torch":
+                # PyTorch path: each head's candidates are the 2x2 children of its top-k parents, whole cells:
+                # gather the cells, keep the scores heads-major (softmax and top-k over contiguous rows)
+                A = torch.softmax(torch_ops.window_score_heads(qg, group_children(kf, h, w), topk_idx) * scale, -1)
+                messages.append(torch_ops.window_value(A, group_children(vf, h, w), topk_idx))  # [B, Lp, 4, H, D]
+                if i < nlev - 1:
+                    cand = children_index(topk_idx, w // 2).transpose(2, 3)  # [B, Lp, H, 4K]
+                    sel = torch.topk(A, k=topk, dim=-1).indices  # [B, Lp, H, 4, k]
+                    picked = torch.gather(cand[:, :, :, None].expand(-1, -1, -1, 4, -1), 4, sel)
+                    topk_idx = ungroup_children(picked.permute(0, 1, 3, 4, 2), h, w)  # [B, L, k, H]
+                continue
             cand = children_index(topk_idx, w // 2)  # [B, Lp, 4K, H]
             A = torch.softmax(
                 ops.score_computation(qg.contiguous(), kf.contiguous(), cand.contiguous()) * scale, dim=3

@@ -187,6 +187,19 @@ def window_score(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) ->
         ``index[b, n, 4c + f, h]`` = pixel of child ``f`` of cell ``cells[b, n, c]``. A whole cell (4 children x D)
         is one gathered row: 4x fewer, 4x longer rows than a per-pixel row gather.
     """
+    return window_score_heads(query, key, cells).permute(0, 1, 3, 4, 2)
+
+
+def _cells_by_head(cells: torch.Tensor) -> torch.Tensor:
+    """``[B, N1, Kc]`` (shared by the heads) or ``[B, N1, Kc, H]`` (per head) -> ``[B, N1, 1 or H, Kc]``."""
+    return cells[:, :, None, :] if cells.dim() == 3 else cells.permute(0, 1, 3, 2)
+
+
+def window_score_heads(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """:func:`window_score` in the layout of its batched products, ``[B, N1, H, 4, 4*Kc]`` (contiguous, the
+    candidates last): a softmax over the candidates then runs over contiguous rows, and :func:`window_value`
+    takes the result without a transposition. ``cells`` may also be ``[B, N1, Kc, H]``, one set per head (the
+    QuadTree levels, whose candidates are the children of each head's top-k parents)."""
     B, N1, F, H, D = query.shape
     Nc, Kc = key.shape[1], cells.shape[2]
     _check_index(cells, Nc, "window_score")
@@ -195,10 +208,45 @@ def window_score(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) ->
     k_rows = key.to(acc).permute(0, 3, 1, 2, 4).reshape(B * H * Nc, 4 * D)  # row (b, h, cell)
     heads = torch.arange(H, device=cells.device).view(1, 1, H, 1)
     boff = torch.arange(B, device=cells.device).view(B, 1, 1, 1) * H
-    out = query.new_empty((B, N1, F, 4 * Kc, H), dtype=acc)
+    by_head = _cells_by_head(cells)
+    out = query.new_empty((B, N1, H, F, 4 * Kc), dtype=acc)
     for s, e in _chunks(N1, B * 4 * Kc * H * D, cells.device):
-        rows = (boff + heads) * Nc + cells[:, s:e, None, :]  # [B, n, H, Kc]
+        rows = (boff + heads) * Nc + by_head[:, s:e]  # [B, n, H, Kc]
         g = k_rows.index_select(0, rows.reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
         sc = torch.bmm(q[:, s:e].reshape(-1, F, D), g.transpose(1, 2))  # [B*n*H, F, 4Kc]
-        out[:, s:e] = sc.view(B, e - s, H, F, 4 * Kc).permute(0, 1, 3, 4, 2)
+        out[:, s:e] = sc.view(B, e - s, H, F, 4 * Kc)
+    return out
+
+
+def window_value(score: torch.Tensor, value: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """:func:`value_aggregation` for candidates that are whole 2x2 cells, with the scores of
+    :func:`window_score_heads`.
+
+    Args:
+        score: ``[B, N1, H, 4, 4*Kc]`` attention weights of the 2x2 children of each parent over the children of
+            its cells (cell-major, child minor).
+        value: ``[B, Nc, 4, H, D]`` values grouped by 2x2 cell (children row-major).
+        cells: ``[B, N1, Kc]`` int64 cells of ``value`` per parent, or ``[B, N1, Kc, H]`` per head.
+    Returns:
+        ``[B, N1, 4, H, D]`` fp32 (fp64 for fp64 inputs), equal to ``value_aggregation`` over the per-pixel index:
+        each cell is gathered once per parent and head as one row (4 children x D), the four children's sums are
+        one ``[4, 4Kc] x [4Kc, D]`` product, and no per-child index is ever built.
+    """
+    B, N1, H, F, _ = score.shape
+    Nc, Kc, D = value.shape[1], cells.shape[2], value.shape[-1]
+    if value.shape[2] != 4 or value.shape[3] != H or score.shape[-1] != 4 * Kc:
+        raise ValueError(f"window_value: score {tuple(score.shape)}, value {tuple(value.shape)} and cells "
+                         f"{tuple(cells.shape)} do not fit")
+    _check_index(cells, Nc, "window_value")
+    acc = _acc(score, value)
+    v_rows = value.to(acc).permute(0, 3, 1, 2, 4).reshape(B * H * Nc, 4 * D)  # row (b, h, cell)
+    heads = torch.arange(H, device=cells.device).view(1, 1, H, 1)
+    boff = torch.arange(B, device=cells.device).view(B, 1, 1, 1) * H
+    by_head = _cells_by_head(cells)
+    out = score.new_empty((B, N1, F, H, D), dtype=acc)
+    for s, e in _chunks(N1, B * 4 * Kc * H * D, cells.device):
+        rows = (boff + heads) * Nc + by_head[:, s:e]  # [B, n, H, Kc]
+        g = v_rows.index_select(0, rows.reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
+        o = torch.bmm(score[:, s:e].to(acc).reshape(-1, F, 4 * Kc), g)  # [B*n*H, F, D]
+        out[:, s:e] = o.view(B, e - s, H, F, D).transpose(2, 3)
     return out

@@ -80,3 +80,34 @@ def test_window_score_equals_score_computation(B: int, h8: int, w8: int, H: int,
     out = torch_ops.window_score(q, group_children(k, h4, w4), cells)
     assert out.shape == ref.shape == (B, h8 * w8, 4, 100, H)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("B,h8,w8,H,D", [(1, 5, 5, 2, 8), (2, 7, 6, 4, 16)])
+def test_window_value_equals_value_aggregation(B: int, h8: int, w8: int, H: int, D: int) -> None:
+    """Cell-gathered attention (heads-major scores, then values) equals the per-pixel ops, gradients included."""
+    g = torch.Generator().manual_seed(10 * B + h8)
+    h4, w4 = 2 * h8, 2 * w8
+    q = torch.randn(B, h8 * w8, 4, H, D, generator=g)
+    k = torch.randn(B, h4 * w4, H, D, generator=g)
+    v = torch.randn(B, h4 * w4, H, D, generator=g, requires_grad=True)
+    cand = candidate_windows(torch.randint(0, h8 * w8, (B, h8 * w8), generator=g), window_offsets(5), h8, w8)
+    cells = window_cells(cand, w8)
+    index = cand[..., None].expand(-1, -1, -1, H).contiguous()
+    heads = torch_ops.window_score_heads(q, group_children(k, h4, w4), cells)
+    assert heads.shape == (B, h8 * w8, H, 4, 100) and heads.is_contiguous()
+    torch.testing.assert_close(heads.permute(0, 1, 3, 4, 2), torch_ops.score_computation(q, k, index))
+    A = torch.softmax(heads.detach(), -1).requires_grad_()
+    out = torch_ops.window_value(A, group_children(v, h4, w4), cells)
+    ref = torch_ops.value_aggregation(A.permute(0, 1, 3, 4, 2).contiguous(), v,
+                                      index[:, :, None].expand(-1, -1, 4, -1, -1).contiguous())
+    assert out.shape == ref.shape == (B, h8 * w8, 4, H, D)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    w = torch.randn(out.shape, generator=g)
+    ga, gv = torch.autograd.grad((out * w).sum(), (A, v))
+    ra, rv = torch.autograd.grad((ref * w).sum(), (A, v))
+    torch.testing.assert_close(ga, ra, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gv, rv, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        torch_ops.window_value(A[..., :96], group_children(v, h4, w4), cells)
+    with pytest.raises(IndexError, match="out of range"):
+        torch_ops.window_value(A, group_children(v, h4, w4), cells + h8 * w8)
