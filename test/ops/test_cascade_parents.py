@@ -1,5 +1,6 @@
 """The cascade fast paths equal the general ops: ``cascade_score_parents`` (keys gathered once per 2x2 parent) vs
-``cascade_score`` on per-pixel candidates, ``window_score`` (whole-cell gathers) vs ``score_computation``."""
+``cascade_score`` on per-pixel candidates, ``window_score`` / ``window_value`` (whole-cell gathers) vs
+``score_computation`` / ``value_aggregation``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from casmtr_ros.model.cascade_attention import (
     window_cells,
     window_offsets,
 )
-from casmtr_ros.model.quadtree import group_children
+from casmtr_ros.model.quadtree import children_index, group_children
 from casmtr_ros.ops import torch_ops
 
 
@@ -93,9 +94,16 @@ def test_window_value_equals_value_aggregation(B: int, h8: int, w8: int, H: int,
     cand = candidate_windows(torch.randint(0, h8 * w8, (B, h8 * w8), generator=g), window_offsets(5), h8, w8)
     cells = window_cells(cand, w8)
     index = cand[..., None].expand(-1, -1, -1, H).contiguous()
-    heads = torch_ops.window_score_heads(q, group_children(k, h4, w4), cells)
+    qk = (q.clone().requires_grad_(), k.clone().requires_grad_())
+    heads = torch_ops.window_score_heads(qk[0], group_children(qk[1], h4, w4), cells)
     assert heads.shape == (B, h8 * w8, H, 4, 100) and heads.is_contiguous()
-    torch.testing.assert_close(heads.permute(0, 1, 3, 4, 2), torch_ops.score_computation(q, k, index))
+    ref_scores = torch_ops.score_computation(qk[0], qk[1], index)
+    torch.testing.assert_close(heads.permute(0, 1, 3, 4, 2), ref_scores)
+    ws = torch.randn(ref_scores.shape, generator=g)
+    got = torch.autograd.grad((heads.permute(0, 1, 3, 4, 2) * ws).sum(), qk)
+    want = torch.autograd.grad((ref_scores * ws).sum(), qk)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     A = torch.softmax(heads.detach(), -1).requires_grad_()
     out = torch_ops.window_value(A, group_children(v, h4, w4), cells)
     ref = torch_ops.value_aggregation(A.permute(0, 1, 3, 4, 2).contiguous(), v,
@@ -111,3 +119,23 @@ def test_window_value_equals_value_aggregation(B: int, h8: int, w8: int, H: int,
         torch_ops.window_value(A[..., :96], group_children(v, h4, w4), cells)
     with pytest.raises(IndexError, match="out of range"):
         torch_ops.window_value(A, group_children(v, h4, w4), cells + h8 * w8)
+
+
+def test_window_ops_with_cells_per_head_equal_the_quadtree_ops() -> None:
+    """QuadTree levels: each head attends to the 2x2 children of its own top-k parents; gathering those cells per
+    head gives the scores and messages of ``score_computation`` / ``value_aggregation`` on the children index."""
+    g = torch.Generator().manual_seed(7)
+    B, h, w, H, D, K = 2, 8, 10, 4, 8, 3
+    Lp = (h // 2) * (w // 2)
+    qf, kf, vf = (torch.randn(B, h * w, H, D, generator=g) for _ in range(3))
+    top = torch.stack([torch.randperm(Lp, generator=g)[:K] for _ in range(B * Lp * H)]).view(B, Lp, H, K)
+    top = top.transpose(2, 3).contiguous()  # [B, Lp, K, H]: distinct parents per query block and head
+    cand = children_index(top, w // 2)  # [B, Lp, 4K, H]
+    qg = group_children(qf, h, w)
+    ref = torch_ops.score_computation(qg, kf, cand)  # [B, Lp, 4, 4K, H]
+    heads = torch_ops.window_score_heads(qg, group_children(kf, h, w), top)  # [B, Lp, H, 4, 4K]
+    torch.testing.assert_close(heads.permute(0, 1, 3, 4, 2), ref)
+    A = torch.softmax(heads, -1)
+    want = torch_ops.value_aggregation(A.permute(0, 1, 3, 4, 2).contiguous(), vf,
+                                       cand[:, :, None].expand(-1, -1, 4, -1, -1).contiguous())
+    torch.testing.assert_close(torch_ops.window_value(A, group_children(vf, h, w), top), want, rtol=1e-5, atol=1e-5)
