@@ -122,11 +122,12 @@ class QTAttB(nn.Module):
             kf = k.flatten(2).transpose(1, 2).reshape(B, -1, H, D)
             vf = v.flatten(2).transpose(1, 2).reshape(B, -1, H, D)
             qf = q.flatten(2).transpose(1, 2).reshape(B, -1, H, D)
-            if i == 0:
-                A = torch.softmax(torch.einsum("blhd,bshd->blsh", qf, kf) * scale, dim=2)
-                messages.append(torch.einsum("blsh,bshd->blhd", A, vf))
-                topk = min(topk, A.shape[2])  # official code needs >= topk coarse keys; clamp instead of failing
-                topk_idx = torch.topk(A, k=topk, dim=2).indices  # [B, L, K, H]
+            if i == 0:  # full attention at the coarsest level, heads-major: [B, H, L, S]
+                qh, kh, vh = (t.transpose(1, 2) for t in (qf, kf, vf))
+                A = torch.softmax(torch.matmul(qh, kh.transpose(2, 3)) * scale, dim=-1)
+                messages.append(torch.matmul(A, vh).transpose(1, 2))  # [B, L, H, D]
+                topk = min(topk, A.shape[-1])  # official code needs >= topk coarse keys; clamp instead of failing
+                topk_idx = torch.topk(A, k=topk, dim=-1).indices.permute(0, 2, 3, 1)  # [B, L, K, H]
                 continue
             prev_topk = topk
             topk = min(self.topks[i] if i < len(self.topks) else prev_topk, 4 * prev_topk)
