@@ -12,6 +12,7 @@ to a common size and padding masks are passed to the model.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -44,11 +45,21 @@ def _to_numpy_image(image: Any, what: str) -> np.ndarray:
     return image
 
 
-def network_size(h: int, w: int, resize: int | None, multiple: int = 32) -> tuple[int, int]:
-    """``(h, w)`` of the network input for an ``h x w`` image under the resize policy."""
-    s = 1.0 if resize is None else resize / max(h, w)
+def network_size(h: int, w: int, resize: int | None, multiple: int = 32,
+                 max_pixels: int | None = None) -> tuple[int, int]:
+    """``(h, w)`` of the network input for an ``h x w`` image under the resize policy: the longer side scaled to
+    ``resize`` and/or the pixel count to ``max_pixels`` (the smaller scale of the two; neither = original size),
+    then each side rounded to a multiple of ``multiple``."""
+    scales = ([resize / max(h, w)] if resize is not None else []) + (
+        [(max_pixels / (h * w)) ** 0.5] if max_pixels is not None else [])
+    s = min(scales, default=1.0)
     hn = max(MIN_SIDE, round(h * s / multiple) * multiple)
     wn = max(MIN_SIDE, round(w * s / multiple) * multiple)
+    if max_pixels is not None and hn * wn > max_pixels:  # rounding up broke the budget: round a side down instead
+        hf = max(MIN_SIDE, int(h * s // multiple) * multiple)
+        wf = max(MIN_SIDE, int(w * s // multiple) * multiple)
+        fits = [(a, b) for a, b in ((hf, wn), (hn, wf), (hf, wf)) if a * b <= max_pixels] or [(hf, wf)]
+        hn, wn = min(fits, key=lambda hw: (abs(math.log(hw[1] / hw[0] * h / w)), -hw[0] * hw[1]))
     return hn, wn
 
 
@@ -77,6 +88,10 @@ class CasMTRMatcher(Matcher):
       ``random_init`` is True (untrained weights: tests and training only), so a user never matches with garbage;
     - ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto';
     - ``resize``: longer side of the network input (``None`` = original size); sides rounded to multiples of 32;
+    - ``max_pixels``: pixel budget of the network input (``None`` = none): scale so that ``h * w`` is at most this
+      (before the rounding); with ``resize`` the smaller of the two scales wins. ``resize=None,
+      max_pixels=307200`` gives every camera the pixels of a 640x480 frame: a wide one (KITTI 1226x370 ->
+      992x288) keeps more rows than a longer-side cap would leave it;
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
     - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
@@ -102,6 +117,7 @@ class CasMTRMatcher(Matcher):
         "random_init": False,
         "device": "auto",
         "resize": 640,
+        "max_pixels": None,
         "nms_kernel": None,
         "test_thr": None,
         "pre_thr": None,
@@ -125,6 +141,8 @@ class CasMTRMatcher(Matcher):
             raise ValueError(f"mixed_precision must be None, 'fp16' or 'bf16', got {c['mixed_precision']!r}")
         if c["resize"] is not None and int(c["resize"]) < MIN_SIDE:
             raise ValueError(f"resize must be >= {MIN_SIDE} or None, got {c['resize']}")
+        if c["max_pixels"] is not None and (isinstance(c["max_pixels"], bool) or int(c["max_pixels"]) < MIN_SIDE**2):
+            raise ValueError(f"max_pixels must be >= {MIN_SIDE**2} or None, got {c['max_pixels']}")
         self.device = self._device(c["device"])
         if c["klt_refine"] is not None and not isinstance(c["klt_refine"], bool):
             raise ValueError(f"klt_refine must be true, false or None (the variant's default), got {c['klt_refine']!r}")
@@ -187,7 +205,7 @@ class CasMTRMatcher(Matcher):
         im0 = _to_numpy_image(image0, "image0")
         im1 = _to_numpy_image(image1, "image1")
         sizes = [im.shape[:2] for im in (im0, im1)]
-        net = [network_size(h, w, self.conf["resize"]) for h, w in sizes]
+        net = [network_size(h, w, self.conf["resize"], max_pixels=self.conf["max_pixels"]) for h, w in sizes]
         Hc, Wc = max(n[0] for n in net), max(n[1] for n in net)
         batch = torch.zeros(2, 3, Hc, Wc)
         masks = torch.zeros(2, Hc, Wc, dtype=torch.bool)

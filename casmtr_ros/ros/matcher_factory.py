@@ -17,6 +17,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.weights": ("weights", "weights_path", "checkpoint"),
     "matcher.device": ("device",),
     "matcher.resize_max_side": ("resize_max_side", "max_side", "resize"),
+    "matcher.resize_max_pixels": ("max_pixels",),
     "matcher.nms_kernel": ("nms_kernel", "nms"),
     "matcher.confidence_threshold": ("confidence_threshold", "match_thr", "match_threshold"),
     "matcher.max_keypoints": ("max_keypoints",),
@@ -70,8 +71,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue  # keep the variant's shipped weights
         if param == "matcher.device":
             value = resolve_device(value)
-        if param == "matcher.resize_max_side" and value == 0:
-            value = None  # original size
+        if param in ("matcher.resize_max_side", "matcher.resize_max_pixels") and value == 0:
+            value = None  # no cap
         if param == "matcher.nms_kernel" and value < 0:
             continue  # the variant's own value
         if param == "matcher.max_matches" and value == 0:

@@ -76,6 +76,31 @@ def test_coordinate_round_trip_through_resizing():
     np.testing.assert_allclose(scale_points(back, (h, w), net), centroid, atol=1e-4)
 
 
+def test_pixel_budget_sizes():
+    """``max_pixels`` scales by the pixel count (never above it after rounding, the aspect kept as well as the
+    32-pixel grid allows); with ``resize`` the smaller scale wins; a 640x480 frame is unchanged."""
+    budget = 640 * 480
+    assert network_size(480, 640, None, max_pixels=budget) == (480, 640)
+    assert network_size(370, 1226, None, max_pixels=budget) == (288, 992)  # KITTI: 992x288, not 640x192
+    assert network_size(370, 1226, 640, max_pixels=budget) == network_size(370, 1226, 640) == (192, 640)
+    assert network_size(370, 1226, 2000, max_pixels=budget) == (288, 992)
+    for h, w in ((370, 1226), (720, 1280), (1080, 1920), (376, 752), (1024, 768), (300, 2000), (333, 517)):
+        hn, wn = network_size(h, w, None, max_pixels=budget)
+        assert hn % 32 == 0 and wn % 32 == 0 and hn * wn <= budget, (h, w)
+        assert hn * wn > 0.75 * budget and abs(np.log(wn / hn * h / w)) < 0.1, (h, w, hn, wn)
+    with pytest.raises(ValueError, match="max_pixels"):
+        build_matcher("casmtr-4c-outdoor", random_init=True, device="cpu", max_pixels=1000)
+
+
+def test_pixel_budget_matches_the_equivalent_resize(kitti):
+    """On a real KITTI pair, ``resize=None, max_pixels=307200`` is the same network input as ``resize=992``."""
+    a = build_matcher("casmtr-4c-lite", resize=None, max_pixels=640 * 480, klt_refine=False).match(*kitti)
+    b = build_matcher("casmtr-4c-lite", resize=992, klt_refine=False).match(*kitti)
+    assert len(a.kpts0) > 500
+    np.testing.assert_array_equal(a.kpts0, b.kpts0)
+    np.testing.assert_array_equal(a.kpts1, b.kpts1)
+
+
 def test_odd_sizes_and_different_sizes(small, kitti):
     im0 = kitti[0][:333, :517]  # odd size, grey uint8
     im1 = cv2.cvtColor(cv2.resize(kitti[1], (400, 121)), cv2.COLOR_GRAY2RGB).astype(np.float32) / 255  # RGB float

@@ -99,7 +99,7 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert conf == {"max_keypoints": 4000}
     assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable
     assert "matcher.max_matches" in not_applicable and "matcher.klt_refine" in not_applicable
-    assert "matcher.fine_refine" in not_applicable
+    assert "matcher.fine_refine" in not_applicable and "matcher.resize_max_pixels" in not_applicable
     lite_conf, _ = matcher_conf({**values, "matcher.name": "casmtr-4c-lite"})
     assert lite_conf["fine_refine"] is None and lite_conf["klt_refine"] is True
     for text, value in (("on", True), ("off", False)):
@@ -115,8 +115,9 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     casmtr = {**values, "matcher.name": "casmtr-4c-outdoor", "matcher.device": "cpu", "matcher.resize_max_side": 0,
               "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
     conf, not_applicable = matcher_conf(casmtr)
-    assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3, "max_matches": None,
-                    "klt_refine": True, "klt_fb_px": 1.0, "fine_refine": None}
+    assert conf == {"device": "cpu", "resize": None, "max_pixels": None, "nms_kernel": 0, "match_thr": 0.3,
+                    "max_matches": None, "klt_refine": True, "klt_fb_px": 1.0, "fine_refine": None}
+    assert matcher_conf({**casmtr, "matcher.resize_max_pixels": 307200})[0]["max_pixels"] == 307200
     assert not_applicable == ["matcher.max_keypoints"]
     assert matcher_conf({**casmtr, "matcher.max_matches": 500})[0]["max_matches"] == 500
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
