@@ -302,7 +302,7 @@ def render_markdown() -> str:
         if spec.choices:
             bounds = " \\| ".join(spec.choices)
         elif spec.low is not None:
-            bounds = f"{spec.low:g} .. {spec.high:g}"
+            bounds = " .. ".join(str(v) if isinstance(v, int) else f"{v:g}" for v in (spec.low, spec.high))
         else:
             bounds = ""
         default = _yaml_scalar(spec.default) if spec.default == "" else _yaml_scalar(spec.default).strip('"')
