@@ -190,9 +190,19 @@ def window_score(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) ->
     return window_score_heads(query, key, cells).permute(0, 1, 3, 4, 2)
 
 
-def _cells_by_head(cells: torch.Tensor) -> torch.Tensor:
-    """``[B, N1, Kc]`` (shared by the heads) or ``[B, N1, Kc, H]`` (per head) -> ``[B, N1, 1 or H, Kc]``."""
-    return cells[:, :, None, :] if cells.dim() == 3 else cells.permute(0, 1, 3, 2)
+def _cell_table(x: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    """``[B, Nc, 4, H, D]`` grouped by 2x2 cell -> ``[B*H*Nc, 4*D]``: one row per (batch, head, cell)."""
+    B, Nc, _, H, D = x.shape
+    return x.to(acc).permute(0, 3, 1, 2, 4).reshape(B * H * Nc, 4 * D)
+
+
+def _cell_rows(cells: torch.Tensor, H: int, Nc: int) -> torch.Tensor:
+    """Rows of :func:`_cell_table` ``[B, N1, H, Kc]`` for ``cells`` ``[B, N1, Kc]`` (shared by the heads) or
+    ``[B, N1, Kc, H]`` (per head)."""
+    B = cells.shape[0]
+    by_head = cells[:, :, None, :] if cells.dim() == 3 else cells.permute(0, 1, 3, 2)
+    heads = torch.arange(H, device=cells.device).view(1, 1, H, 1)
+    return (torch.arange(B, device=cells.device).view(B, 1, 1, 1) * H + heads) * Nc + by_head
 
 
 def window_score_heads(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
@@ -205,14 +215,10 @@ def window_score_heads(query: torch.Tensor, key: torch.Tensor, cells: torch.Tens
     _check_index(cells, Nc, "window_score")
     acc = _acc(query, key)
     q = query.to(acc).permute(0, 1, 3, 2, 4)  # [B, N1, H, 4, D]
-    k_rows = key.to(acc).permute(0, 3, 1, 2, 4).reshape(B * H * Nc, 4 * D)  # row (b, h, cell)
-    heads = torch.arange(H, device=cells.device).view(1, 1, H, 1)
-    boff = torch.arange(B, device=cells.device).view(B, 1, 1, 1) * H
-    by_head = _cells_by_head(cells)
+    table, rows = _cell_table(key, acc), _cell_rows(cells, H, Nc)
     out = query.new_empty((B, N1, H, F, 4 * Kc), dtype=acc)
     for s, e in _chunks(N1, B * 4 * Kc * H * D, cells.device):
-        rows = (boff + heads) * Nc + by_head[:, s:e]  # [B, n, H, Kc]
-        g = k_rows.index_select(0, rows.reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
+        g = table.index_select(0, rows[:, s:e].reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
         sc = torch.bmm(q[:, s:e].reshape(-1, F, D), g.transpose(1, 2))  # [B*n*H, F, 4Kc]
         out[:, s:e] = sc.view(B, e - s, H, F, 4 * Kc)
     return out
@@ -239,14 +245,10 @@ def window_value(score: torch.Tensor, value: torch.Tensor, cells: torch.Tensor) 
                          f"{tuple(cells.shape)} do not fit")
     _check_index(cells, Nc, "window_value")
     acc = _acc(score, value)
-    v_rows = value.to(acc).permute(0, 3, 1, 2, 4).reshape(B * H * Nc, 4 * D)  # row (b, h, cell)
-    heads = torch.arange(H, device=cells.device).view(1, 1, H, 1)
-    boff = torch.arange(B, device=cells.device).view(B, 1, 1, 1) * H
-    by_head = _cells_by_head(cells)
+    table, rows = _cell_table(value, acc), _cell_rows(cells, H, Nc)
     out = score.new_empty((B, N1, F, H, D), dtype=acc)
     for s, e in _chunks(N1, B * 4 * Kc * H * D, cells.device):
-        rows = (boff + heads) * Nc + by_head[:, s:e]  # [B, n, H, Kc]
-        g = v_rows.index_select(0, rows.reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
+        g = table.index_select(0, rows[:, s:e].reshape(-1)).view(-1, 4 * Kc, D)  # [B*n*H, 4Kc, D]
         o = torch.bmm(score[:, s:e].to(acc).reshape(-1, F, 4 * Kc), g)  # [B*n*H, F, D]
         out[:, s:e] = o.view(B, e - s, H, F, D).transpose(2, 3)
     return out
