@@ -105,7 +105,7 @@ class CascadeQTAttB(nn.Module):
         qg = group_children(q.reshape(B, L, H, D), h, w)  # [B, L8, 4, H, D]
         kf = k.reshape(B, L, H, D)
         vf = v.reshape(B, L, H, D)
-        if cells is not None and (x.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
+        if cells is not None and ops.backend_name(x.device.type) == "torch":
             # PyTorch path: whole cells gathered, scores kept heads-major [B, L8, H, 4, K] (softmax over contiguous
             # rows, no per-child index); the same values as the kernels' layout below
             score = torch_ops.window_score_heads(qg, group_children(kf, h, w), cells) * D**-0.5

@@ -79,7 +79,7 @@ class CascadeMatching(nn.Module):
         self.quirks = quirks
 
     def _direction(self, f0, f1, idx, mask0, mask1, parents=None, hw4=None):
-        if parents is not None and (f0.device.type != "cuda" or ops.backend_name("cuda") == "torch"):
+        if parents is not None and ops.backend_name(f0.device.type) == "torch":
             cells = window_cells(parents, hw4[1] // 2)
             if not torch.equal(cell_children(cells, hw4[1] // 2), parents):  # not whole-cell windows
                 cells = None

@@ -132,7 +132,7 @@ class QTAttB(nn.Module):
             prev_topk = topk
             topk = min(self.topks[i] if i < len(self.topks) else prev_topk, 4 * prev_topk)
             qg = group_children(qf, h, w)  # [B, Lp, 4, H, D]
-            if q.device.type != "cuda" or ops.backend_name("cuda") == "torch":
+            if ops.backend_name(q.device.type) == "torch":
                 # PyTorch path: each head's candidates are the 2x2 children of its top-k parents, whole cells:
                 # gather the cells, keep the scores heads-major (softmax and top-k over contiguous rows)
                 A = torch.softmax(torch_ops.window_score_heads(qg, group_children(kf, h, w), topk_idx) * scale, -1)

@@ -175,21 +175,6 @@ def cascade_score_parents(
     return out.view(B, h // 2, w // 2, 2, 2, K).transpose(2, 3).reshape(B, N1, K)
 
 
-def window_score(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """:func:`score_computation` for candidates that are whole 2x2 cells (the CasMTR cascade windows).
-
-    Args:
-        query: ``[B, N1, 4, H, D]`` the 2x2 children of each parent.
-        key: ``[B, Nc, 4, H, D]`` keys grouped by 2x2 cell (children row-major, as ``query``).
-        cells: ``[B, N1, Kc]`` int64 cells of ``key`` per parent.
-    Returns:
-        ``[B, N1, 4, 4*Kc, H]``, equal to ``score_computation(query, key_pixels, index)`` with
-        ``index[b, n, 4c + f, h]`` = pixel of child ``f`` of cell ``cells[b, n, c]``. A whole cell (4 children x D)
-        is one gathered row: 4x fewer, 4x longer rows than a per-pixel row gather.
-    """
-    return window_score_heads(query, key, cells).permute(0, 1, 3, 4, 2)
-
-
 def _cell_table(x: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
     """``[B, Nc, 4, H, D]`` grouped by 2x2 cell -> ``[B*H*Nc, 4*D]``: one row per (batch, head, cell)."""
     B, Nc, _, H, D = x.shape
@@ -206,13 +191,24 @@ def _cell_rows(cells: torch.Tensor, H: int, Nc: int) -> torch.Tensor:
 
 
 def window_score_heads(query: torch.Tensor, key: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """:func:`window_score` in the layout of its batched products, ``[B, N1, H, 4, 4*Kc]`` (contiguous, the
-    candidates last): a softmax over the candidates then runs over contiguous rows, and :func:`window_value`
-    takes the result without a transposition. ``cells`` may also be ``[B, N1, Kc, H]``, one set per head (the
-    QuadTree levels, whose candidates are the children of each head's top-k parents)."""
+    """:func:`score_computation` for candidates that are whole 2x2 cells (the CasMTR cascade windows and QuadTree
+    levels), in the layout of its batched products.
+
+    Args:
+        query: ``[B, N1, 4, H, D]`` the 2x2 children of each parent.
+        key: ``[B, Nc, 4, H, D]`` keys grouped by 2x2 cell (children row-major, as ``query``).
+        cells: ``[B, N1, Kc]`` int64 cells of ``key`` per parent, or ``[B, N1, Kc, H]`` one set per head (the
+            QuadTree levels, whose candidates are the children of each head's top-k parents).
+    Returns:
+        ``[B, N1, H, 4, 4*Kc]`` (contiguous, candidates last), equal to ``score_computation(query, key_pixels,
+        index).permute(0, 1, 4, 2, 3)`` with ``index[b, n, 4c + f, h]`` = pixel of child ``f`` of cell
+        ``cells[b, n, c]``. A whole cell (4 children x D) is one gathered row: 4x fewer, 4x longer rows than a
+        per-pixel gather; a softmax over the candidates runs over contiguous rows, and :func:`window_value` takes
+        the result without a transposition.
+    """
     B, N1, F, H, D = query.shape
     Nc, Kc = key.shape[1], cells.shape[2]
-    _check_index(cells, Nc, "window_score")
+    _check_index(cells, Nc, "window_score_heads")
     acc = _acc(query, key)
     q = query.to(acc).permute(0, 1, 3, 2, 4)  # [B, N1, H, 4, D]
     table, rows = _cell_table(key, acc), _cell_rows(cells, H, Nc)

@@ -1,5 +1,5 @@
 """The cascade fast paths equal the general ops: ``cascade_score_parents`` (keys gathered once per 2x2 parent) vs
-``cascade_score`` on per-pixel candidates, ``window_score`` / ``window_value`` (whole-cell gathers) vs
+``cascade_score`` on per-pixel candidates, ``window_score_heads`` / ``window_value`` (whole-cell gathers) vs
 ``score_computation`` / ``value_aggregation``."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_window_score_equals_score_computation(B: int, h8: int, w8: int, H: int,
     assert torch.equal(cell_children(cells, w8), cand)
     index = cand[..., None].expand(-1, -1, -1, H).contiguous()
     ref = torch_ops.score_computation(q, k, index)
-    out = torch_ops.window_score(q, group_children(k, h4, w4), cells)
+    out = torch_ops.window_score_heads(q, group_children(k, h4, w4), cells).permute(0, 1, 3, 4, 2)
     assert out.shape == ref.shape == (B, h8 * w8, 4, 100, H)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
