@@ -23,6 +23,7 @@ import torch
 
 from casmtr_ros.matching.base import Matcher, check_image, register_matcher, to_gray_uint8
 from casmtr_ros.matching.klt import KltConfig, polish_guided
+from casmtr_ros.matching.zoom import zoom_search
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
 from casmtr_ros.types import InputError, Matches
 
@@ -101,6 +102,13 @@ class CasMTRMatcher(Matcher):
     - ``klt_refine``: polish every match with homography-guided Lucas-Kanade on the original images and keep
       only those that pass its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`);
       ``None`` = the variant's default (on for ``casmtr-4c-lite``, off for the official variants);
+    - ``zoom_below``: zoom search (:mod:`casmtr_ros.matching.zoom`) when the first pass returns fewer than this many
+      matches per 1/8 cell of the network input (the smaller of the two images'): each image in turn is cropped to
+      ``zoom_factor`` of its sides around its matches and matched again at the network's input size, and the
+      pass with the most matches wins. For strong scale change (forward driving); costs two extra passes on the
+      pairs it fires on. ``None`` = the variant's default (0.1 for ``casmtr-4c-lite``, off for the official
+      variants), 0 = off;
+    - ``zoom_factor``: side fraction of the zoom crops, in (0, 1);
     - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
     - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
       (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
@@ -127,6 +135,8 @@ class CasMTRMatcher(Matcher):
         "klt_refine": None,
         "fine_refine": None,
         "klt_fb_px": 1.0,
+        "zoom_below": None,
+        "zoom_factor": 0.5,
         "mixed_precision": None,
         "quirks": None,
         "return_confidence_map": False,
@@ -166,6 +176,13 @@ class CasMTRMatcher(Matcher):
         # automatic: the 1/2 refinement runs unless the polish replaces it for these weights (klt_replaces_fine)
         self.fine_refine = (c["fine_refine"] if c["fine_refine"] is not None
                             else not (use_klt and bool(cfg.get("klt_replaces_fine", False))))
+        zoom = c["zoom_below"] if c["zoom_below"] is not None else cfg.get("zoom_below", 0.0)
+        if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not zoom >= 0:
+            raise ValueError(f"zoom_below must be a number >= 0 or None (the variant's default), got {zoom!r}")
+        self.zoom_below = float(zoom)
+        if isinstance(c["zoom_factor"], bool) or not isinstance(c["zoom_factor"], (int, float)) or not (
+                0.0 < c["zoom_factor"] < 1.0):
+            raise ValueError(f"zoom_factor must be in (0, 1), got {c['zoom_factor']!r}")
         self.quirks = cfg["quirks"]
         self.model = build_model(cfg)
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
@@ -199,13 +216,27 @@ class CasMTRMatcher(Matcher):
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp)
         return torch.autocast(self.device.type, dtype=dtype, enabled=mp is not None)
 
+    def network_sizes(self, *shapes: tuple[int, ...]) -> list[tuple[int, int]]:
+        """The network input ``(h, w)`` of images of these shapes under this matcher's resize policy."""
+        return [network_size(s[0], s[1], self.conf["resize"], max_pixels=self.conf["max_pixels"]) for s in shapes]
+
     @torch.inference_mode()
     def match(self, image0: Any, image1: Any) -> Matches:
-        t0 = time.perf_counter()
         im0 = _to_numpy_image(image0, "image0")
         im1 = _to_numpy_image(image1, "image1")
+        first = self._match_checked(im0, im1)
+        if self.zoom_below > 0:
+            cells = min(h * w for h, w in self.network_sizes(im0.shape, im1.shape)) / 64.0
+            if len(first) < self.zoom_below * cells:
+                return zoom_search(self._match_checked, im0, im1, first, float(self.conf["zoom_factor"]),
+                                   min_side=MIN_SIDE).matches
+        return first
+
+    def _match_checked(self, im0: np.ndarray, im1: np.ndarray) -> Matches:
+        """One pass of the model (and the polish) on two checked images."""
+        t0 = time.perf_counter()
         sizes = [im.shape[:2] for im in (im0, im1)]
-        net = [network_size(h, w, self.conf["resize"], max_pixels=self.conf["max_pixels"]) for h, w in sizes]
+        net = self.network_sizes(*sizes)
         Hc, Wc = max(n[0] for n in net), max(n[1] for n in net)
         batch = torch.zeros(2, 3, Hc, Wc)
         masks = torch.zeros(2, Hc, Wc, dtype=torch.bool)

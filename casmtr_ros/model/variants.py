@@ -4,7 +4,8 @@ Each entry is a config override merged onto ``casmtr.OUTDOOR_4C`` by :func:`casm
 ``model`` selects the class in ``casmtr.MODELS``; an optional ``default_weights`` names the shipped weight file
 (``casmtr_ros/weights/``) a matcher loads when it is given no weights, and an optional ``klt_refine`` is the
 matcher's default for its Lucas-Kanade polish (off when absent, so the official variants return the official
-outputs); an optional ``klt_replaces_fine`` lets the matcher skip the 1/2 refinement when the polish runs.
+outputs); an optional ``klt_replaces_fine`` lets the matcher skip the 1/2 refinement when the polish runs, and
+an optional ``zoom_below`` is the matcher's default for its zoom search (off when absent).
 """
 
 from __future__ import annotations

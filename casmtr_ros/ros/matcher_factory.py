@@ -25,6 +25,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.klt_refine": ("klt_refine",),
     "matcher.klt_fb_px": ("klt_fb_px",),
     "matcher.fine_refine": ("fine_refine",),
+    "matcher.zoom_below": ("zoom_below",),
 }
 FINE_REFINE_VALUES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
@@ -74,6 +75,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if param in ("matcher.resize_max_side", "matcher.resize_max_pixels") and value == 0:
             value = None  # no cap
         if param == "matcher.nms_kernel" and value < 0:
+            continue  # the variant's own value
+        if param == "matcher.zoom_below" and value < 0:
             continue  # the variant's own value
         if param == "matcher.max_matches" and value == 0:
             value = None  # all matches

@@ -88,6 +88,11 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
        choices=("auto", "on", "off")),
     _p("matcher.klt_fb_px", 1.0, "forward-backward tolerance of `matcher.klt_refine` in pixels (0 = no check)",
        "model", 0.0, 20.0),
+    _p("matcher.zoom_below", -1.0, "zoom search (CasMTR only): when a keyframe pair keeps fewer than this many"
+       " matches per 1/8 cell of the network input, match again with each image cropped to half its sides around"
+       " its matches and keep the pass with the most (strong scale change, e.g. fast forward motion; up to 3x the"
+       " time on those pairs); -1 = the variant's value (0.1 for casmtr-4c-lite, off for the official), 0 = off",
+       "model", -1.0, 100.0),
     _p("matcher.torch_threads", 0, "CPU threads PyTorch may use for matching (0 = PyTorch's default, one per core);"
        " fewer leaves cores to DDS and to other processes", "model", 0, 256),
     # --- inputs (startup) ---

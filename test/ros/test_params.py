@@ -100,6 +100,7 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable
     assert "matcher.max_matches" in not_applicable and "matcher.klt_refine" in not_applicable
     assert "matcher.fine_refine" in not_applicable and "matcher.resize_max_pixels" in not_applicable
+    assert "matcher.zoom_below" in not_applicable
     lite_conf, _ = matcher_conf({**values, "matcher.name": "casmtr-4c-lite"})
     assert lite_conf["fine_refine"] is None and lite_conf["klt_refine"] is True
     for text, value in (("on", True), ("off", False)):
@@ -122,6 +123,9 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert matcher_conf({**casmtr, "matcher.max_matches": 500})[0]["max_matches"] == 500
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
     assert matcher_conf({**casmtr, "matcher.klt_refine": False, "matcher.klt_fb_px": 0})[0]["klt_fb_px"] == 0.0
+    assert "zoom_below" not in conf  # -1: the variant's own value
+    assert matcher_conf({**casmtr, "matcher.zoom_below": 0.0})[0]["zoom_below"] == 0.0
+    assert make_matcher({**casmtr, "matcher.name": "casmtr-4c-lite", "matcher.zoom_below": 0.25})[0].zoom_below == 0.25
 
 
 def test_readme_ros_section_documents_every_parameter_topic_and_service() -> None:

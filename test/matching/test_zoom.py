@@ -1,0 +1,115 @@
+"""Zoom search: crops, points mapped back to full-image pixels, the choice of pass, the matcher options, and the
+gain on a real wide KITTI pair."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from casmtr_ros.benchmark.images import rendered_pair
+from casmtr_ros.matching import build_matcher
+from casmtr_ros.matching.zoom import crop_box, zoom_search
+
+W, H = 640, 480
+X0, Y0 = 160, 120  # image 1 is the middle half of image 0, magnified 2x
+
+
+def test_crop_box_centres_and_stays_inside():
+    assert crop_box((480, 640), np.array([320.0, 240.0]), 0.5) == (160, 120, 320, 240)
+    assert crop_box((480, 640), np.array([10.0, 470.0]), 0.5) == (0, 240, 320, 240)  # shifted inside, same size
+    assert crop_box((480, 640), np.array([630.0, 5.0]), 0.25) == (480, 0, 160, 120)
+
+
+@pytest.fixture(scope="module")
+def zoomed_pair():
+    """A rendered room view and its middle half magnified 2x: a pure 2x scale change with exact ground truth."""
+    img0 = rendered_pair((W, H)).image0
+    img1 = cv2.resize(img0[Y0:Y0 + H // 2, X0:X0 + W // 2], (W, H), interpolation=cv2.INTER_CUBIC)
+    return img0, img1
+
+
+def gt_error_px(k0: np.ndarray, k1: np.ndarray) -> np.ndarray:
+    """Distance in image-1 pixels between each match's point in image 1 and where the 2x zoom sends its image-0
+    point (pixel centres at integers, as cv2.resize)."""
+    expected = (k0 - [X0, Y0] + 0.5) * 2.0 - 0.5
+    return np.linalg.norm(k1 - expected, axis=1)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_zoom_search_picks_the_crop_and_maps_it_back(zoomed_pair):
+    img0, img1 = zoomed_pair
+    matcher = build_matcher("casmtr-4c-lite", resize=320, zoom_below=0)  # plain passes; the search runs here
+    first = matcher.match(img0, img1)
+    res = zoom_search(matcher.match, img0, img1, first, factor=0.5)
+    assert res.chosen == "zoom0"  # cropping image 0 undoes the zoom
+    assert res.counts["zoom0"] > 2 * max(res.counts["full"], res.counts["zoom1"])
+    assert len(res.matches) == res.counts["zoom0"]
+    err = gt_error_px(res.matches.kpts0, res.matches.kpts1)
+    assert np.median(err) < 1.0 and np.mean(err < 3.0) > 0.95  # crop offsets undone: full-image pixels
+    assert res.matches.kpts0[:, 0].min() >= X0 - 40 and res.matches.kpts0[:, 0].max() <= X0 + W // 2 + 40
+    assert "zoom_search" in res.matches.timings and res.matches.timings["zoom_search"] > 0
+    assert {k: v for k, v in res.matches.timings.items() if k != "zoom_search"} == first.timings
+
+    # the same pair the other way round: now image 1 is the one to crop
+    first_r = matcher.match(img1, img0)
+    rev = zoom_search(matcher.match, img1, img0, first_r, factor=0.5)
+    assert rev.chosen == "zoom1"
+    err = gt_error_px(rev.matches.kpts1, rev.matches.kpts0)
+    assert np.median(err) < 1.0 and np.mean(err < 3.0) > 0.95
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_matcher_zoom_options(zoomed_pair):
+    img0, img1 = zoomed_pair
+    assert build_matcher("casmtr-4c-lite", resize=320).zoom_below == pytest.approx(0.1)  # the variant's default
+    assert build_matcher("casmtr-4c-outdoor", random_init=True, resize=320).zoom_below == 0.0  # official: off
+    off = build_matcher("casmtr-4c-lite", resize=320, zoom_below=0).match(img0, img1)
+    assert "zoom_search" not in off.timings
+    forced = build_matcher("casmtr-4c-lite", resize=320, zoom_below=1e6).match(img0, img1)  # always fires
+    assert "zoom_search" in forced.timings and len(forced) > 2 * len(off)
+    assert np.median(gt_error_px(forced.kpts0, forced.kpts1)) < 1.0
+    for bad in ({"zoom_below": -1}, {"zoom_below": "yes"}, {"zoom_below": True}):
+        with pytest.raises(ValueError, match="zoom_below"):
+            build_matcher("casmtr-4c-lite", **bad)
+    for bad_factor in (0.0, 1.0, 1.5, "half"):
+        with pytest.raises(ValueError, match="zoom_factor"):
+            build_matcher("casmtr-4c-lite", zoom_factor=bad_factor)
+    with pytest.raises(ValueError, match="factor"):
+        zoom_search(lambda a, b: off, img0, img1, off, factor=1.0)
+
+
+def test_zoom_search_skips_crops_below_the_minimum_side():
+    img = np.zeros((100, 100), np.uint8)
+    first = build_matcher("sift").match(img, img)
+    calls = []
+
+    def match_fn(a, b):
+        calls.append((a.shape, b.shape))
+        return first
+
+    res = zoom_search(match_fn, img, img, first, factor=0.5, min_side=64)  # 50-pixel crops: too small
+    assert calls == [] and res.chosen == "full" and res.counts == {"full": len(first)}
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_zoom_search_recovers_a_wide_kitti_pair(shared_data):
+    """KITTI 06 frames 0 and 20 (~17 m forward): the first pass keeps few matches and a poor pose; the default
+    lite matcher fires the zoom search, crops frame 0 and returns many more matches and an accurate pose."""
+    from casmtr_ros.evaluation.pairs import estimate_pose, pose_errors, read_pairs
+
+    pairs = read_pairs(shared_data / "kitti06_seq" / "kitti06_pairs_with_gt.txt")
+    pair = next(p for p in pairs if p.name0.endswith("000000.png") and p.name1.endswith("000020.png"))
+    imgs = [cv2.imread(str(shared_data / "kitti06_seq" / n), cv2.IMREAD_GRAYSCALE) for n in (pair.name0, pair.name1)]
+    plain = build_matcher("casmtr-4c-lite", zoom_below=0)
+    first = plain.match(*imgs)
+    zoomed = build_matcher("casmtr-4c-lite").match(*imgs)  # default: fires below 0.1 matches per 1/8 cell
+    assert len(first) < 0.1 * (640 * 192 / 64)
+    assert "zoom_search" in zoomed.timings and len(zoomed) > 2 * len(first)
+
+    def pose_error(m):
+        est = estimate_pose(m.kpts0.astype(float), m.kpts1.astype(float), pair.K0, pair.K1)
+        return max(pose_errors(pair.T_0to1, est[0], est[1]))
+
+    assert pose_error(zoomed) < 1.0
+    assert pose_error(zoomed) < pose_error(first)
