@@ -67,8 +67,9 @@ def build(case: Case) -> tuple[Matcher, str]:
 
         cfg = variant_config(name)
         weights = case.options.get("weights") or cfg.get("default_weights")
-        # native resolution unless the spec says otherwise
-        conf = {"variant": name, "device": device, "resize": None, "mixed_precision": mixed, **spec_options}
+        # native resolution (no longer-side cap, no pixel budget) unless the spec says otherwise
+        conf = {"variant": name, "device": device, "resize": None, "max_pixels": 0, "mixed_precision": mixed,
+                **spec_options}
         if weights:
             conf["weights"] = weights
             note = f"weights {weights}"

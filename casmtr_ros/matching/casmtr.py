@@ -89,10 +89,11 @@ class CasMTRMatcher(Matcher):
       ``random_init`` is True (untrained weights: tests and training only), so a user never matches with garbage;
     - ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto';
     - ``resize``: longer side of the network input (``None`` = original size); sides rounded to multiples of 32;
-    - ``max_pixels``: pixel budget of the network input (``None`` = none): scale so that ``h * w`` is at most this
-      (before the rounding); with ``resize`` the smaller of the two scales wins. ``resize=None,
-      max_pixels=307200`` gives every camera the pixels of a 640x480 frame: a wide one (KITTI 1226x370 ->
-      992x288) keeps more rows than a longer-side cap would leave it;
+    - ``max_pixels``: pixel budget of the network input: scale so that ``h * w`` is at most this (before the
+      rounding); with ``resize`` the smaller of the two scales wins. ``None`` = the variant's budget (172800, the
+      pixels of a 480x360 frame, for ``casmtr-4c-lite``: a 640x480 frame is matched at 480x352; none for the
+      official variants), 0 = no budget. ``resize=None, max_pixels=307200`` gives every camera the pixels of a
+      640x480 frame: a wide one (KITTI 1226x370 -> 992x288) keeps more rows than a longer-side cap would leave it;
     - ``nms_kernel`` (0 = off), ``test_thr``, ``pre_thr``, ``coarse_thr``: model thresholds (``None`` = the
       variant's); ``match_thr``: final filter on the returned confidences (strict ``>``);
     - ``max_matches``: refine and return at most this many matches, the most confident ones (``None`` = all);
@@ -151,8 +152,9 @@ class CasMTRMatcher(Matcher):
             raise ValueError(f"mixed_precision must be None, 'fp16' or 'bf16', got {c['mixed_precision']!r}")
         if c["resize"] is not None and int(c["resize"]) < MIN_SIDE:
             raise ValueError(f"resize must be >= {MIN_SIDE} or None, got {c['resize']}")
-        if c["max_pixels"] is not None and (isinstance(c["max_pixels"], bool) or int(c["max_pixels"]) < MIN_SIDE**2):
-            raise ValueError(f"max_pixels must be >= {MIN_SIDE**2} or None, got {c['max_pixels']}")
+        mp = c["max_pixels"]
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or (mp != 0 and mp < MIN_SIDE**2)):
+            raise ValueError(f"max_pixels must be 0 (no budget), >= {MIN_SIDE**2} or None (the variant's), got {mp!r}")
         self.device = self._device(c["device"])
         if c["klt_refine"] is not None and not isinstance(c["klt_refine"], bool):
             raise ValueError(f"klt_refine must be true, false or None (the variant's default), got {c['klt_refine']!r}")
@@ -183,6 +185,8 @@ class CasMTRMatcher(Matcher):
         if isinstance(c["zoom_factor"], bool) or not isinstance(c["zoom_factor"], (int, float)) or not (
                 0.0 < c["zoom_factor"] < 1.0):
             raise ValueError(f"zoom_factor must be in (0, 1), got {c['zoom_factor']!r}")
+        budget = int(mp if mp is not None else cfg.get("max_pixels", 0))
+        self.max_pixels: int | None = budget or None  # the pixel budget in force (None = none)
         self.quirks = cfg["quirks"]
         self.model = build_model(cfg)
         weights = c["weights"] if c["weights"] is not None else cfg.get("default_weights")
@@ -218,25 +222,24 @@ class CasMTRMatcher(Matcher):
 
     def network_sizes(self, *shapes: tuple[int, ...]) -> list[tuple[int, int]]:
         """The network input ``(h, w)`` of images of these shapes under this matcher's resize policy."""
-        return [network_size(s[0], s[1], self.conf["resize"], max_pixels=self.conf["max_pixels"]) for s in shapes]
+        return [network_size(s[0], s[1], self.conf["resize"], max_pixels=self.max_pixels) for s in shapes]
 
     @torch.inference_mode()
     def match(self, image0: Any, image1: Any) -> Matches:
         im0 = _to_numpy_image(image0, "image0")
         im1 = _to_numpy_image(image1, "image1")
-        first = self._match_checked(im0, im1)
-        if self.zoom_below > 0:
-            cells = min(h * w for h, w in self.network_sizes(im0.shape, im1.shape)) / 64.0
-            if len(first) < self.zoom_below * cells:
-                return zoom_search(self._match_checked, im0, im1, first, float(self.conf["zoom_factor"]),
-                                   min_side=MIN_SIDE).matches
+        net = self.network_sizes(im0.shape, im1.shape)
+        first = self._match_checked(im0, im1, net)
+        if self.zoom_below > 0 and len(first) < self.zoom_below * min(h * w for h, w in net) / 64.0:
+            # each crop keeps its image's aspect and goes in at that image's network size, i.e. magnified
+            return zoom_search(lambda a, b: self._match_checked(a, b, net), im0, im1, first,
+                               float(self.conf["zoom_factor"]), min_side=MIN_SIDE).matches
         return first
 
-    def _match_checked(self, im0: np.ndarray, im1: np.ndarray) -> Matches:
-        """One pass of the model (and the polish) on two checked images."""
+    def _match_checked(self, im0: np.ndarray, im1: np.ndarray, net: list[tuple[int, int]]) -> Matches:
+        """One pass of the model (and the polish) on two checked images resized to the network sizes ``net``."""
         t0 = time.perf_counter()
         sizes = [im.shape[:2] for im in (im0, im1)]
-        net = self.network_sizes(*sizes)
         Hc, Wc = max(n[0] for n in net), max(n[1] for n in net)
         batch = torch.zeros(2, 3, Hc, Wc)
         masks = torch.zeros(2, Hc, Wc, dtype=torch.bool)

@@ -72,8 +72,10 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue  # keep the variant's shipped weights
         if param == "matcher.device":
             value = resolve_device(value)
-        if param in ("matcher.resize_max_side", "matcher.resize_max_pixels") and value == 0:
+        if param == "matcher.resize_max_side" and value == 0:
             value = None  # no cap
+        if param == "matcher.resize_max_pixels" and value < 0:
+            continue  # the variant's own budget (0 = none passes through)
         if param == "matcher.nms_kernel" and value < 0:
             continue  # the variant's own value
         if param == "matcher.zoom_below" and value < 0:

@@ -70,9 +70,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     _p("matcher.device", "auto", "where the matcher runs: auto (CUDA when available), cpu, cuda, cuda:N", "model"),
     _p("matcher.resize_max_side", 640, "resize policy: the longer image side is scaled to at most this many pixels"
        " before matching (0 = original size); matches are returned in original pixels", "model", 0, 4096),
-    _p("matcher.resize_max_pixels", 0, "pixel budget of the CasMTR network input (0 = none): the image is scaled so"
-       " that width x height is at most this; with matcher.resize_max_side the smaller scale wins. 307200 with"
-       " resize_max_side 0 gives wide cameras the pixels of a 640x480 frame (model card)", "model", 0, 16777216),
+    _p("matcher.resize_max_pixels", -1, "pixel budget of the CasMTR network input: the image is scaled so that"
+       " width x height is at most this; with matcher.resize_max_side the smaller scale wins. -1 = the variant's"
+       " budget (480x360 = 172800 for casmtr-4c-lite, none for the official), 0 = none. 307200 with resize_max_side"
+       " 0 gives wide cameras the pixels of a 640x480 frame (model card)", "model", -1, 16777216),
     _p("matcher.nms_kernel", -1, "non-maximum suppression kernel on the cascade confidence map (CasMTR only);"
        " -1 = the variant's value, 0 = off", "model", -1, 15),
     _p("matcher.confidence_threshold", 0.0, "final filter: matches with confidence not above this are dropped"

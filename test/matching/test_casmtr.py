@@ -88,14 +88,27 @@ def test_pixel_budget_sizes():
         hn, wn = network_size(h, w, None, max_pixels=budget)
         assert hn % 32 == 0 and wn % 32 == 0 and hn * wn <= budget, (h, w)
         assert hn * wn > 0.75 * budget and abs(np.log(wn / hn * h / w)) < 0.1, (h, w, hn, wn)
-    with pytest.raises(ValueError, match="max_pixels"):
-        build_matcher("casmtr-4c-outdoor", random_init=True, device="cpu", max_pixels=1000)
+    for bad in (1000, -5, 1.5e5, True, "big"):
+        with pytest.raises(ValueError, match="max_pixels"):
+            build_matcher("casmtr-4c-outdoor", random_init=True, device="cpu", max_pixels=bad)
+
+
+def test_variant_pixel_budget():
+    """casmtr-4c-lite's own budget (480x360) applies under the longer-side cap: 640x480 -> 480x352, KITTI keeps
+    640x192; ``max_pixels=0`` lifts it; the official variants have none."""
+    lite = build_matcher("casmtr-4c-lite")
+    assert lite.max_pixels == 480 * 360
+    assert lite.network_sizes((480, 640), (370, 1226), (480, 480)) == [(352, 480), (192, 640), (384, 384)]
+    assert build_matcher("casmtr-4c-lite", max_pixels=0).network_sizes((480, 640)) == [(480, 640)]
+    assert build_matcher("casmtr-4c-lite", max_pixels=640 * 480).network_sizes((480, 640)) == [(480, 640)]
+    outdoor = build_matcher("casmtr-4c-outdoor", random_init=True, device="cpu")
+    assert outdoor.max_pixels is None and outdoor.network_sizes((480, 640)) == [(480, 640)]
 
 
 def test_pixel_budget_matches_the_equivalent_resize(kitti):
     """On a real KITTI pair, ``resize=None, max_pixels=307200`` is the same network input as ``resize=992``."""
     a = build_matcher("casmtr-4c-lite", resize=None, max_pixels=640 * 480, klt_refine=False).match(*kitti)
-    b = build_matcher("casmtr-4c-lite", resize=992, klt_refine=False).match(*kitti)
+    b = build_matcher("casmtr-4c-lite", resize=992, max_pixels=0, klt_refine=False).match(*kitti)
     assert len(a.kpts0) > 500
     np.testing.assert_array_equal(a.kpts0, b.kpts0)
     np.testing.assert_array_equal(a.kpts1, b.kpts1)

@@ -69,6 +69,11 @@ def test_matcher_zoom_options(zoomed_pair):
     forced = build_matcher("casmtr-4c-lite", resize=320, zoom_below=1e6).match(img0, img1)  # always fires
     assert "zoom_search" in forced.timings and len(forced) > 2 * len(off)
     assert np.median(gt_error_px(forced.kpts0, forced.kpts1)) < 1.0
+    # without a resize policy the crop still goes in at its full image's network size (magnified 2x)
+    small0, small1 = (cv2.resize(im, (W // 2, H // 2), interpolation=cv2.INTER_AREA) for im in (img0, img1))
+    native = build_matcher("casmtr-4c-lite", resize=None, max_pixels=0, zoom_below=1e6).match(small0, small1)
+    assert len(native) > 50 and np.median(gt_error_px(2 * native.kpts0 + 0.5, 2 * native.kpts1 + 0.5)) < 2.0
+    assert native.kpts0[:, 0].max() <= (X0 + W // 2) / 2 + 20  # inside the crop of image 0
     for bad in ({"zoom_below": -1}, {"zoom_below": "yes"}, {"zoom_below": True}):
         with pytest.raises(ValueError, match="zoom_below"):
             build_matcher("casmtr-4c-lite", **bad)

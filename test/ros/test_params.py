@@ -116,9 +116,13 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     casmtr = {**values, "matcher.name": "casmtr-4c-outdoor", "matcher.device": "cpu", "matcher.resize_max_side": 0,
               "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
     conf, not_applicable = matcher_conf(casmtr)
-    assert conf == {"device": "cpu", "resize": None, "max_pixels": None, "nms_kernel": 0, "match_thr": 0.3,
+    assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3,
                     "max_matches": None, "klt_refine": True, "klt_fb_px": 1.0, "fine_refine": None}
     assert matcher_conf({**casmtr, "matcher.resize_max_pixels": 307200})[0]["max_pixels"] == 307200
+    assert matcher_conf({**casmtr, "matcher.resize_max_pixels": 0})[0]["max_pixels"] == 0  # no budget
+    lite = {**casmtr, "matcher.name": "casmtr-4c-lite", "matcher.resize_max_side": 640}
+    assert make_matcher(lite)[0].network_sizes((480, 640)) == [(352, 480)]  # -1: the lite budget, 480x360
+    assert make_matcher({**lite, "matcher.resize_max_pixels": 0})[0].network_sizes((480, 640)) == [(480, 640)]
     assert not_applicable == ["matcher.max_keypoints"]
     assert matcher_conf({**casmtr, "matcher.max_matches": 500})[0]["max_matches"] == 500
     assert "nms_kernel" not in matcher_conf({**casmtr, "matcher.nms_kernel": -1})[0]  # the variant's own value
