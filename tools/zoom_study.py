@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("study", choices=("crops", "hypotheses"))
     p.add_argument("--shared", default=os.environ.get("CASMTR_SHARED", "../shared"))
     p.add_argument("--json", help="write the per-pair rows here")
+    p.add_argument("--max-pairs", type=int, default=None, help="only the first N selected pairs")
     a = p.parse_args()
     root = Path(a.shared) / "data" / "kitti06_seq"
     pairs = read_pairs(root / "kitti06_pairs_with_gt.txt")
@@ -43,7 +44,7 @@ def main() -> None:
     matcher = build_matcher("casmtr-4c-lite", zoom_below=0)  # single passes; the study does the search
     rows = []
     if a.study == "crops":
-        sel = [q for q in pairs if gap(q) == 20]
+        sel = [q for q in pairs if gap(q) == 20][: a.max_pairs]
         for factor in (1.0, 0.8, 0.65, 0.5):
             errs = []
             for q in sel:
@@ -55,7 +56,7 @@ def main() -> None:
             rows.append({"factor": factor, **auc})
             print(f"crop {factor}: {auc}", flush=True)
     else:
-        sel = [q for q in pairs if gap(q) in (5, 10, 20)][::2]
+        sel = [q for q in pairs if gap(q) in (5, 10, 20)][::2][: a.max_pairs]
         for q in sel:
             im0, im1 = load_image(root / q.name0), load_image(root / q.name1)
             first = matcher.match(im0, im1)
