@@ -106,7 +106,8 @@ class CasMTRMatcher(Matcher):
     - ``zoom_below``: zoom search (:mod:`casmtr_ros.matching.zoom`) when the first pass returns fewer than this many
       matches per 1/8 cell of the network input (the smaller of the two images'): each image in turn is cropped to
       ``zoom_factor`` of its sides around its matches and matched again at the network's input size, and the
-      pass with the most matches wins. For strong scale change (forward driving); costs two extra passes on the
+      pass with the most matches wins; a crop with enough matches not to trigger the search ends it (image 0's
+      crop is tried first). For strong scale change (forward driving); costs one or two extra passes on the
       pairs it fires on. ``None`` = the variant's default (0.1 for ``casmtr-4c-lite``, off for the official
       variants), 0 = off;
     - ``zoom_factor``: side fraction of the zoom crops, in (0, 1);
@@ -230,10 +231,12 @@ class CasMTRMatcher(Matcher):
         im1 = _to_numpy_image(image1, "image1")
         net = self.network_sizes(im0.shape, im1.shape)
         first = self._match_checked(im0, im1, net)
-        if self.zoom_below > 0 and len(first) < self.zoom_below * min(h * w for h, w in net) / 64.0:
-            # each crop keeps its image's aspect and goes in at that image's network size, i.e. magnified
+        trigger = self.zoom_below * min(h * w for h, w in net) / 64.0
+        if self.zoom_below > 0 and len(first) < trigger:
+            # each crop keeps its image's aspect and goes in at that image's network size, i.e. magnified; a crop
+            # with as many matches as would not have triggered the search ends it
             return zoom_search(lambda a, b: self._match_checked(a, b, net), im0, im1, first,
-                               float(self.conf["zoom_factor"]), min_side=MIN_SIDE).matches
+                               float(self.conf["zoom_factor"]), min_side=MIN_SIDE, enough=math.ceil(trigger)).matches
         return first
 
     def _match_checked(self, im0: np.ndarray, im1: np.ndarray, net: list[tuple[int, int]]) -> Matches:

@@ -4,8 +4,9 @@ A matcher trained at one scale loses most matches when the two views differ stro
 by 20 KITTI frames, ~17 m: the later frame shows the middle of the earlier one magnified). Cropping the image that
 sees the scene smaller around the region its first-pass matches cover, and feeding the crop at the network's input
 size, brings both views back to a similar scale. Which image sees the scene smaller is not known in advance (the
-first pass's few surviving matches are the ones whose scale barely changed), so both crops are tried and the pass
-with the most matches wins, the first pass included. Model-agnostic: ``match_fn`` is any ``(image0, image1) ->
+first pass's few surviving matches are the ones whose scale barely changed), so both crops are tried (image 0's
+first; image 1's only while image 0's has not found enough) and the pass with the most matches wins, the first
+pass included. Model-agnostic: ``match_fn`` is any ``(image0, image1) ->
 Matches`` in original pixels.
 """
 
@@ -48,12 +49,13 @@ def _centre(pts: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def zoom_search(match_fn: Callable[[np.ndarray, np.ndarray], Matches], image0: np.ndarray, image1: np.ndarray,
-                first: Matches, factor: float = 0.5, min_side: int = 64) -> ZoomResult:
-    """Match ``image0`` cropped around the median of ``first.kpts0`` against ``image1``, and ``image0`` against
-    ``image1`` cropped likewise; return whichever of the three passes (``first`` included) has the most matches,
-    with the crops' points shifted back to full-image pixels. A crop with a side under ``min_side`` is skipped.
-    The result keeps the first pass's timings and confidence map and adds ``zoom_search``: the seconds of the
-    extra passes."""
+                first: Matches, factor: float = 0.5, min_side: int = 64, enough: int | None = None) -> ZoomResult:
+    """Match ``image0`` cropped around the median of ``first.kpts0`` against ``image1``, then ``image0`` against
+    ``image1`` cropped likewise; return whichever pass (``first`` included) has the most matches, with the crops'
+    points shifted back to full-image pixels. A crop with a side under ``min_side`` is skipped; once a crop's pass
+    has at least ``enough`` matches (and more than the first pass) the other crop is not tried (forward motion,
+    where image 0 is the one to crop, then costs one extra pass instead of two). The result keeps the first pass's
+    timings and confidence map and adds ``zoom_search``: the seconds of the extra passes."""
     if not 0.0 < factor < 1.0:
         raise ValueError(f"zoom factor must be in (0, 1), got {factor}")
     t0 = time.perf_counter()
@@ -72,5 +74,7 @@ def zoom_search(match_fn: Callable[[np.ndarray, np.ndarray], Matches], image0: n
         counts[name] = len(m)
         if len(m) > len(best):
             best, chosen = Matches(kp0, kp1, m.confidence), name
+            if enough is not None and len(m) >= enough:
+                break
     timings = {**first.timings, "zoom_search": time.perf_counter() - t0}
     return ZoomResult(Matches(best.kpts0, best.kpts1, best.confidence, first.confidence_map, timings), chosen, counts)

@@ -60,6 +60,28 @@ def test_zoom_search_picks_the_crop_and_maps_it_back(zoomed_pair):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_zoom_search_stops_once_a_crop_has_enough(zoomed_pair):
+    img0, img1 = zoomed_pair
+    matcher = build_matcher("casmtr-4c-lite", resize=320, zoom_below=0)
+    calls = []
+
+    def counted(a, b):
+        calls.append(a.shape)
+        return matcher.match(a, b)
+
+    first = matcher.match(img0, img1)
+    full = zoom_search(counted, img0, img1, first, factor=0.5)
+    assert len(calls) == 2  # both crops tried
+    calls.clear()
+    early = zoom_search(counted, img0, img1, first, factor=0.5, enough=full.counts["zoom0"])
+    assert len(calls) == 1 and early.chosen == "zoom0" and "zoom1" not in early.counts  # image 1's crop skipped
+    np.testing.assert_array_equal(early.matches.kpts0, full.matches.kpts0)
+    calls.clear()
+    zoom_search(counted, img0, img1, first, factor=0.5, enough=full.counts["zoom0"] + 1)
+    assert len(calls) == 2  # not enough: image 1's crop is tried as well
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_matcher_zoom_options(zoomed_pair):
     img0, img1 = zoomed_pair
     assert build_matcher("casmtr-4c-lite", resize=320).zoom_below == pytest.approx(0.1)  # the variant's default
