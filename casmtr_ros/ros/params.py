@@ -63,8 +63,9 @@ def _p(name: str, default: Any, description: str, apply: str, low: float | None 
 
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     # --- matcher (model reload) ---
-    _p("matcher.name", "sift", "matcher variant (casmtr-4c-outdoor, casmtr-4c-indoor, casmtr-4c-lite, sift, orb ...;"
-       " `casmtr-vo matchers` lists them)", "model"),
+    _p("matcher.name", "casmtr-4c-lite", "matcher variant (casmtr-4c-lite with its shipped weights, casmtr-4c-outdoor"
+       " / casmtr-4c-indoor with official weights in `matcher.weights`, sift, orb ...; `casmtr-vo matchers` lists"
+       " them)", "model"),
     _p("matcher.weights", "", "CasMTR weights: a checkpoint file (pl_checkpoint.ckpt or a state dict) or the name of"
        " shipped weights; empty = the variant's default weights", "model"),
     _p("matcher.device", "auto", "where the matcher runs: auto (CUDA when available), cpu, cuda, cuda:N", "model"),

@@ -33,7 +33,8 @@ def scene():
 def node():
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=79)
-    n = CasmtrVoNode(context=context, parameter_overrides=[Parameter("use_depth", value=True)])
+    n = CasmtrVoNode(context=context, parameter_overrides=[Parameter("use_depth", value=True),
+                                                          Parameter("matcher.name", value="sift")])
     yield n
     n.destroy_node()
     rclpy.shutdown(context=context)
@@ -114,34 +115,15 @@ def test_failed_model_reload_keeps_the_running_matcher(node: CasmtrVoNode) -> No
     assert node.pipeline.matcher.name == "orb" and node._model_error is None
 
 
-def _casmtr_with_shipped_weights() -> str | None:
-    """A CasMTR variant that builds without a weights argument (shipped weights), or None."""
-    from casmtr_ros.matching import available_matchers
-    from casmtr_ros.ros.matcher_factory import make_matcher
-    from casmtr_ros.ros.params import all_params
-
-    values = {s.name: s.default for s in all_params()}
-    for name in available_matchers():
-        if name.startswith("casmtr"):
-            try:
-                make_matcher({**values, "matcher.name": name, "matcher.device": "cpu"})
-            except ValueError:
-                continue
-            return name
-    return None
-
-
 @pytest.mark.slow
-def test_node_tracks_with_a_casmtr_variant(scene) -> None:
-    name = _casmtr_with_shipped_weights()
-    if name is None:
-        pytest.skip("no CasMTR variant with shipped weights")
+def test_node_tracks_with_its_default_matcher(scene) -> None:
+    """With no matcher parameters the node runs casmtr-4c-lite on its shipped weights, and tracks."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=80)
     node = CasmtrVoNode(context=context, parameter_overrides=[
-        Parameter("use_depth", value=True), Parameter("matcher.name", value=name),
-        Parameter("matcher.device", value="cpu")])
+        Parameter("use_depth", value=True), Parameter("matcher.device", value="cpu")])
     try:
+        assert node.pipeline.matcher.name == "casmtr-4c-lite"
         poses = demo_trajectory(8, 0.4)
         for k in range(5):
             feed(node, frame_set(scene, poses[k], (k + 1) * 100_000_000, (320, 240)))

@@ -75,7 +75,7 @@ def test_rclpy_declares_and_enforces_the_table() -> None:
         node = rclpy.create_node("params_test", context=context,
                                  parameter_overrides=[Parameter("vo.kf_max_translation_m", value=0.25)])
         values = declare_all(node)
-        assert values["vo.kf_max_translation_m"] == 0.25 and values["matcher.name"] == "sift"
+        assert values["vo.kf_max_translation_m"] == 0.25 and values["matcher.name"] == "casmtr-4c-lite"
         desc = node.describe_parameter("vo.ransac_threshold_px")
         assert desc.floating_point_range[0].to_value == 50.0 and "pixels" in desc.description
         bad = node.set_parameters([Parameter("vo.ransac_threshold_px", value=99.0)])[0]
@@ -94,7 +94,12 @@ def test_rclpy_declares_and_enforces_the_table() -> None:
 
 
 def test_matcher_parameters_map_onto_matcher_options() -> None:
-    values = {s.name: s.default for s in all_params()}
+    defaults = {s.name: s.default for s in all_params()}
+    assert defaults["matcher.name"] == "casmtr-4c-lite"  # the node's default: the shipped CasMTR weights
+    default_conf, default_na = matcher_conf(defaults)
+    assert default_conf["resize"] == 640 and "max_pixels" not in default_conf
+    assert default_na == ["matcher.max_keypoints"]
+    values = {**defaults, "matcher.name": "sift"}
     conf, not_applicable = matcher_conf(values)
     assert conf == {"max_keypoints": 4000}
     assert "matcher.nms_kernel" in not_applicable and "matcher.max_keypoints" not in not_applicable

@@ -30,6 +30,7 @@ def node_command(params: dict[str, object]) -> list[str]:
     exe = shutil.which("casmtr_vo_node", path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, "-m", "casmtr_ros.ros.node"]
     cmd += ["--ros-args", "--params-file", str(REPO / "config" / "casmtr_vo.yaml")]
+    params = {"matcher.name": "sift", **params}  # these tests check the node's plumbing: the fastest matcher
     for key, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         cmd += ["-p", f"{key}:={text}"]
