@@ -23,7 +23,7 @@ import torch
 
 from casmtr_ros.matching.base import Matcher, check_image, register_matcher, to_gray_uint8
 from casmtr_ros.matching.klt import KltConfig, polish_guided
-from casmtr_ros.matching.zoom import zoom_search
+from casmtr_ros.matching.zoom import check_factor, zoom_search
 from casmtr_ros.model import available_variants, build_model, load_weights, variant_config
 from casmtr_ros.types import InputError, Matches
 
@@ -183,9 +183,7 @@ class CasMTRMatcher(Matcher):
         if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not zoom >= 0:
             raise ValueError(f"zoom_below must be a number >= 0 or None (the variant's default), got {zoom!r}")
         self.zoom_below = float(zoom)
-        if isinstance(c["zoom_factor"], bool) or not isinstance(c["zoom_factor"], (int, float)) or not (
-                0.0 < c["zoom_factor"] < 1.0):
-            raise ValueError(f"zoom_factor must be in (0, 1), got {c['zoom_factor']!r}")
+        self.zoom_factor = check_factor(c["zoom_factor"])
         budget = int(mp if mp is not None else cfg.get("max_pixels", 0))
         self.max_pixels: int | None = budget or None  # the pixel budget in force (None = none)
         self.quirks = cfg["quirks"]
@@ -235,8 +233,8 @@ class CasMTRMatcher(Matcher):
         if self.zoom_below > 0 and len(first) < trigger:
             # each crop keeps its image's aspect and goes in at that image's network size, i.e. magnified; a crop
             # with as many matches as would not have triggered the search ends it
-            return zoom_search(lambda a, b: self._match_checked(a, b, net), im0, im1, first,
-                               float(self.conf["zoom_factor"]), min_side=MIN_SIDE, enough=math.ceil(trigger)).matches
+            return zoom_search(lambda a, b: self._match_checked(a, b, net), im0, im1, first, self.zoom_factor,
+                               min_side=MIN_SIDE, enough=math.ceil(trigger)).matches
         return first
 
     def _match_checked(self, im0: np.ndarray, im1: np.ndarray, net: list[tuple[int, int]]) -> Matches:

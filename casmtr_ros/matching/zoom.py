@@ -6,8 +6,7 @@ sees the scene smaller around the region its first-pass matches cover, and feedi
 size, brings both views back to a similar scale. Which image sees the scene smaller is not known in advance (the
 first pass's few surviving matches are the ones whose scale barely changed), so both crops are tried (image 0's
 first; image 1's only while image 0's has not found enough) and the pass with the most matches wins, the first
-pass included. Model-agnostic: ``match_fn`` is any ``(image0, image1) ->
-Matches`` in original pixels.
+pass included. Model-agnostic: ``match_fn`` is any ``(image0, image1) -> Matches`` in original pixels.
 """
 
 from __future__ import annotations
@@ -30,6 +29,13 @@ class ZoomResult:
     matches: Matches
     chosen: str  # 'full', 'zoom0' (image 0 cropped) or 'zoom1' (image 1 cropped)
     counts: dict[str, int]  # matches per pass
+
+
+def check_factor(factor: object) -> float:
+    """``factor`` as a float when it is a number in (0, 1), else ValueError."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
+        raise ValueError(f"zoom_factor must be in (0, 1), got {factor!r}")
+    return float(factor)
 
 
 def crop_box(hw: tuple[int, int], centre: np.ndarray, factor: float) -> tuple[int, int, int, int]:
@@ -56,8 +62,7 @@ def zoom_search(match_fn: Callable[[np.ndarray, np.ndarray], Matches], image0: n
     has at least ``enough`` matches (and more than the first pass) the other crop is not tried (forward motion,
     where image 0 is the one to crop, then costs one extra pass instead of two). The result keeps the first pass's
     timings and confidence map and adds ``zoom_search``: the seconds of the extra passes."""
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"zoom factor must be in (0, 1), got {factor}")
+    factor = check_factor(factor)
     t0 = time.perf_counter()
     best, chosen = first, "full"
     counts = {"full": len(first)}

@@ -52,11 +52,11 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # matches it is as accurate on KITTI 06 and more accurate on v_churchill, ~0.3 s faster per 640x480 pair.
     "klt_replaces_fine": True,
     # Matcher default: zoom search when the first pass keeps fewer than 0.1 matches per 1/8 cell (strong scale
-    # change: KITTI 06 pairs 20 frames apart, AUC@10 69 -> 9x; docs/model_card.md, "Zoom search").
+    # change: KITTI 06 pairs 20 frames apart, AUC@10 69 -> 94; docs/model_card.md, "Zoom search").
     "zoom_below": 0.1,
     # Matcher default: a pixel budget of 480x360 for the network input (with the matcher's longer-side cap of 640):
     # a 640x480 frame is matched at 480x352 in under 0.5 s on a 2-core CPU; a wide camera (KITTI 1226x370 at
-    # 640x192) is under the budget and keeps its input (docs/model_card.md, "Speed and accuracy").
+    # 640x192) is under the budget and keeps its input (docs/model_card.md, "Pixel budget").
     "max_pixels": 480 * 360,
 }
 

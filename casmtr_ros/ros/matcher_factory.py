@@ -28,6 +28,8 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.zoom_below": ("zoom_below",),
 }
 FINE_REFINE_VALUES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+# numeric parameters whose negative value means "the variant's own value" (the option is left out)
+VARIANT_VALUE_IF_NEGATIVE = frozenset({"matcher.resize_max_pixels", "matcher.nms_kernel", "matcher.zoom_below"})
 
 
 def resolve_device(device: str) -> str:
@@ -74,12 +76,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             value = resolve_device(value)
         if param == "matcher.resize_max_side" and value == 0:
             value = None  # no cap
-        if param == "matcher.resize_max_pixels" and value < 0:
-            continue  # the variant's own budget (0 = none passes through)
-        if param == "matcher.nms_kernel" and value < 0:
-            continue  # the variant's own value
-        if param == "matcher.zoom_below" and value < 0:
-            continue  # the variant's own value
+        if param in VARIANT_VALUE_IF_NEGATIVE and value < 0:
+            continue  # the variant's own value (0 passes through: off / no budget)
         if param == "matcher.max_matches" and value == 0:
             value = None  # all matches
         if param == "matcher.fine_refine":
