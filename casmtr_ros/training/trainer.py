@@ -13,6 +13,7 @@ the step. A checkpoint stores model, optimiser, step and RNG states, so a resume
 from __future__ import annotations
 
 import csv
+import gc
 import math
 import os
 import random
@@ -459,11 +460,17 @@ class Trainer:
         """End the process group this trainer started (all ranks wait for each other first).
 
         Without it the gloo/NCCL threads are torn down by static destructors at interpreter exit, which aborted
-        a rank now and then ("terminate called without an active exception").
+        a rank now and then ("terminate called without an active exception"). The DDP wrapper (its reducer holds
+        the group) and the optimizer go first and are collected while the interpreter is fully alive, so that
+        nothing of the group outlives :func:`torch.distributed.destroy_process_group`.
         """
         if getattr(self, "_owns_group", False) and dist.is_initialized():
+            self.model = self._unwrapped()
+            self.optimizer = None
+            gc.collect()
             dist.barrier()
             dist.destroy_process_group()
+            gc.collect()
             self._owns_group = False
 
     def _ddp_step(self, batch: dict[str, torch.Tensor], parts: list[str], gen: torch.Generator

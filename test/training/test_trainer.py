@@ -133,6 +133,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_ok(cmd: list[str], env: dict[str, str]) -> None:
+    """Run ``cmd``; on a non-zero exit fail with the end of its output (the ranks' own messages, not torchrun's)."""
+    r = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    keys = ("terminate", "Error", "Fatal", "Signal", "exitcode", "Aborted")
+    key_lines = "\n".join([ln for ln in r.stderr.splitlines() if any(k in ln for k in keys)][-20:])
+    assert r.returncode == 0, (f"exit {r.returncode}; key stderr lines:\n{key_lines}\n--- stdout\n{r.stdout[-2000:]}"
+                               f"\n--- stderr\n{r.stderr[-4000:]}")
+
+
 @needs_xfeat
 @pytest.mark.slow
 def test_two_process_gloo_ddp_equals_one_process(photo_dir: Path, tmp_path: Path) -> None:
@@ -143,11 +152,10 @@ def test_two_process_gloo_ddp_equals_one_process(photo_dir: Path, tmp_path: Path
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     base = [sys.executable, "-m", "casmtr_ros.cli", "train", "--no-progress", "--device", "cpu"]
-    subprocess.run([*base, str(tmp_path / "one.yaml"), "--out", str(tmp_path / "one")], check=True, env=env,
-                   timeout=300)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                    str(_free_port()), "-m", "casmtr_ros.cli", "train", "--no-progress", "--device", "cpu",
-                    str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")], check=True, env=env, timeout=300)
+    _run_ok([*base, str(tmp_path / "one.yaml"), "--out", str(tmp_path / "one")], env)
+    _run_ok([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+             str(_free_port()), "-m", "casmtr_ros.cli", "train", "--no-progress", "--device", "cpu",
+             str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")], env)
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
     assert b["world_size"] == 2
