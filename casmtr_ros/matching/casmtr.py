@@ -111,6 +111,9 @@ class CasMTRMatcher(Matcher):
       pairs it fires on. ``None`` = the variant's default (0.1 for ``casmtr-4c-lite``, off for the official
       variants), 0 = off;
     - ``zoom_factor``: side fraction of the zoom crops, in (0, 1);
+    - ``zoom_merge``: when a crop wins the zoom search, return its matches together with the first pass's (the
+      crop covers the middle of the view, the first pass the rest); ``None`` = the variant's default (on for
+      ``casmtr-4c-lite``);
     - ``mixed_precision``: ``None``, 'fp16' (CUDA, like the official test) or 'bf16';
     - ``quirks``: ``None`` (variant default), 'official' (reproduce the official outputs) or 'corrected'
       (Twins window masks always applied, symmetric target border, no forced dummy match, coordinates at the
@@ -139,6 +142,7 @@ class CasMTRMatcher(Matcher):
         "klt_fb_px": 1.0,
         "zoom_below": None,
         "zoom_factor": 0.5,
+        "zoom_merge": None,
         "mixed_precision": None,
         "quirks": None,
         "return_confidence_map": False,
@@ -184,6 +188,10 @@ class CasMTRMatcher(Matcher):
             raise ValueError(f"zoom_below must be a number >= 0 or None (the variant's default), got {zoom!r}")
         self.zoom_below = float(zoom)
         self.zoom_factor = check_factor(c["zoom_factor"])
+        merge = c["zoom_merge"] if c["zoom_merge"] is not None else cfg.get("zoom_merge", False)
+        if not isinstance(merge, bool):
+            raise ValueError(f"zoom_merge must be true, false or None (the variant's default), got {merge!r}")
+        self.zoom_merge = merge
         budget = int(mp if mp is not None else cfg.get("max_pixels", 0))
         self.max_pixels: int | None = budget or None  # the pixel budget in force (None = none)
         self.quirks = cfg["quirks"]
@@ -234,7 +242,7 @@ class CasMTRMatcher(Matcher):
             # each crop keeps its image's aspect and goes in at that image's network size, i.e. magnified; a crop
             # with as many matches as would not have triggered the search ends it
             return zoom_search(lambda a, b: self._match_checked(a, b, net), im0, im1, first, self.zoom_factor,
-                               min_side=MIN_SIDE, enough=math.ceil(trigger)).matches
+                               min_side=MIN_SIDE, enough=math.ceil(trigger), merge=self.zoom_merge).matches
         return first
 
     def _match_checked(self, im0: np.ndarray, im1: np.ndarray, net: list[tuple[int, int]]) -> Matches:

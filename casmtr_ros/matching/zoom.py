@@ -6,7 +6,9 @@ sees the scene smaller around the region its first-pass matches cover, and feedi
 size, brings both views back to a similar scale. Which image sees the scene smaller is not known in advance (the
 first pass's few surviving matches are the ones whose scale barely changed), so both crops are tried (image 0's
 first; image 1's only while image 0's has not found enough) and the pass with the most matches wins, the first
-pass included. Model-agnostic: ``match_fn`` is any ``(image0, image1) -> Matches`` in original pixels.
+pass included. With ``merge`` a winning crop's matches are returned together with the first pass's: the crop
+covers the middle of the view magnified, the first pass the rest of it, and the pose rests on both.
+Model-agnostic: ``match_fn`` is any ``(image0, image1) -> Matches`` in original pixels.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ZoomResult:
     matches: Matches
     chosen: str  # 'full', 'zoom0' (image 0 cropped) or 'zoom1' (image 1 cropped)
     counts: dict[str, int]  # matches per pass
+    merged: bool = False  # the matches are the chosen crop's followed by the first pass's
 
 
 def check_factor(factor: object) -> float:
@@ -55,13 +58,16 @@ def _centre(pts: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def zoom_search(match_fn: Callable[[np.ndarray, np.ndarray], Matches], image0: np.ndarray, image1: np.ndarray,
-                first: Matches, factor: float = 0.5, min_side: int = 64, enough: int | None = None) -> ZoomResult:
+                first: Matches, factor: float = 0.5, min_side: int = 64, enough: int | None = None,
+                merge: bool = False) -> ZoomResult:
     """Match ``image0`` cropped around the median of ``first.kpts0`` against ``image1``, then ``image0`` against
     ``image1`` cropped likewise; return whichever pass (``first`` included) has the most matches, with the crops'
     points shifted back to full-image pixels. A crop with a side under ``min_side`` is skipped; once a crop's pass
     has at least ``enough`` matches (and more than the first pass) the other crop is not tried (forward motion,
-    where image 0 is the one to crop, then costs one extra pass instead of two). The result keeps the first pass's
-    timings and confidence map and adds ``zoom_search``: the seconds of the extra passes."""
+    where image 0 is the one to crop, then costs one extra pass instead of two). With ``merge`` a winning crop's
+    matches come back followed by the first pass's (both sets, unfiltered: a point seen by both passes counts
+    twice). The result keeps the first pass's timings and confidence map and adds ``zoom_search``: the seconds of
+    the extra passes."""
     factor = check_factor(factor)
     t0 = time.perf_counter()
     best, chosen = first, "full"
@@ -81,5 +87,10 @@ def zoom_search(match_fn: Callable[[np.ndarray, np.ndarray], Matches], image0: n
             best, chosen = Matches(kp0, kp1, m.confidence), name
             if enough is not None and len(m) >= enough:
                 break
+    merged = merge and chosen != "full" and len(first) > 0
+    if merged:
+        best = Matches(*(np.concatenate([a, b]) for a, b in ((best.kpts0, first.kpts0), (best.kpts1, first.kpts1),
+                                                              (best.confidence, first.confidence))))
     timings = {**first.timings, "zoom_search": time.perf_counter() - t0}
-    return ZoomResult(Matches(best.kpts0, best.kpts1, best.confidence, first.confidence_map, timings), chosen, counts)
+    return ZoomResult(Matches(best.kpts0, best.kpts1, best.confidence, first.confidence_map, timings), chosen, counts,
+                      merged)

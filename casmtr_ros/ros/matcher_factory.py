@@ -26,8 +26,11 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.klt_fb_px": ("klt_fb_px",),
     "matcher.fine_refine": ("fine_refine",),
     "matcher.zoom_below": ("zoom_below",),
+    "matcher.zoom_merge": ("zoom_merge",),
 }
-FINE_REFINE_VALUES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+# auto/on/off parameters: auto leaves the choice to the matcher (None)
+AUTO_ON_OFF: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+AUTO_ON_OFF_PARAMS = frozenset({"matcher.fine_refine", "matcher.zoom_merge"})
 # numeric parameters whose negative value means "the variant's own value" (the option is left out)
 VARIANT_VALUE_IF_NEGATIVE = frozenset({"matcher.resize_max_pixels", "matcher.nms_kernel", "matcher.zoom_below"})
 
@@ -80,8 +83,8 @@ def matcher_conf(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue  # the variant's own value (0 passes through: off / no budget)
         if param == "matcher.max_matches" and value == 0:
             value = None  # all matches
-        if param == "matcher.fine_refine":
-            value = FINE_REFINE_VALUES[value]
+        if param in AUTO_ON_OFF_PARAMS:
+            value = AUTO_ON_OFF[value]
         if isinstance(declared[key], float) and isinstance(value, int):
             value = float(value)
         conf[key] = value

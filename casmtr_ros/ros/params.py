@@ -95,6 +95,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
        " its matches and keep the pass with the most (strong scale change, e.g. fast forward motion; up to 3x the"
        " time on those pairs); -1 = the variant's value (0.1 for casmtr-4c-lite, off for the official), 0 = off",
        "model", -1.0, 100.0),
+    _p("matcher.zoom_merge", "auto", "when a crop wins the zoom search, keep the first pass's matches as well (CasMTR"
+       " only; the crop covers the middle of the view, the first pass the rest): auto = the variant's (on for"
+       " casmtr-4c-lite, off for the official), on, off", "model", choices=("auto", "on", "off")),
     _p("matcher.torch_threads", 0, "CPU threads PyTorch may use for matching (0 = PyTorch's default, one per core);"
        " fewer leaves cores to DDS and to other processes", "model", 0, 256),
     # --- inputs (startup) ---

@@ -10,6 +10,7 @@ import pytest
 from casmtr_ros.benchmark.images import rendered_pair
 from casmtr_ros.matching import build_matcher
 from casmtr_ros.matching.zoom import crop_box, zoom_search
+from casmtr_ros.types import Matches
 
 W, H = 640, 480
 X0, Y0 = 160, 120  # image 1 is the middle half of image 0, magnified 2x
@@ -82,10 +83,37 @@ def test_zoom_search_stops_once_a_crop_has_enough(zoomed_pair):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_zoom_search_merge_appends_the_first_pass(zoomed_pair):
+    img0, img1 = zoomed_pair
+    matcher = build_matcher("casmtr-4c-lite", resize=320, zoom_below=0)
+    first = matcher.match(img0, img1)
+    alone = zoom_search(matcher.match, img0, img1, first, factor=0.5)
+    merged = zoom_search(matcher.match, img0, img1, first, factor=0.5, merge=True)
+    assert not alone.merged and merged.merged and merged.chosen == alone.chosen == "zoom0" and len(first) > 0
+    n = len(alone.matches)
+    assert len(merged.matches) == n + len(first) == len(merged.matches.confidence)
+    for got, crop, full in ((merged.matches.kpts0, alone.matches.kpts0, first.kpts0),
+                            (merged.matches.kpts1, alone.matches.kpts1, first.kpts1),
+                            (merged.matches.confidence, alone.matches.confidence, first.confidence)):
+        np.testing.assert_array_equal(got[:n], crop)  # the crop's matches, then the first pass's
+        np.testing.assert_array_equal(got[n:], full)
+    assert merged.matches.confidence_map is first.confidence_map
+
+    # nothing to merge when the first pass wins
+    def no_better(a, b):
+        return Matches(first.kpts0[:0], first.kpts1[:0], first.confidence[:0])
+
+    kept = zoom_search(no_better, img0, img1, first, factor=0.5, merge=True)
+    assert kept.chosen == "full" and not kept.merged and len(kept.matches) == len(first)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_matcher_zoom_options(zoomed_pair):
     img0, img1 = zoomed_pair
     assert build_matcher("casmtr-4c-lite", resize=320).zoom_below == pytest.approx(0.1)  # the variant's default
     assert build_matcher("casmtr-4c-outdoor", random_init=True, resize=320).zoom_below == 0.0  # official: off
+    assert build_matcher("casmtr-4c-lite", resize=320).zoom_merge is True
+    assert build_matcher("casmtr-4c-outdoor", random_init=True, resize=320).zoom_merge is False
     off = build_matcher("casmtr-4c-lite", resize=320, zoom_below=0).match(img0, img1)
     assert "zoom_search" not in off.timings
     forced = build_matcher("casmtr-4c-lite", resize=320, zoom_below=1e6).match(img0, img1)  # always fires
@@ -93,12 +121,16 @@ def test_matcher_zoom_options(zoomed_pair):
     assert np.median(gt_error_px(forced.kpts0, forced.kpts1)) < 1.0
     # without a resize policy the crop still goes in at its full image's network size (magnified 2x)
     small0, small1 = (cv2.resize(im, (W // 2, H // 2), interpolation=cv2.INTER_AREA) for im in (img0, img1))
-    native = build_matcher("casmtr-4c-lite", resize=None, max_pixels=0, zoom_below=1e6).match(small0, small1)
+    native = build_matcher("casmtr-4c-lite", resize=None, max_pixels=0, zoom_below=1e6,
+                           zoom_merge=False).match(small0, small1)
     assert len(native) > 50 and np.median(gt_error_px(2 * native.kpts0 + 0.5, 2 * native.kpts1 + 0.5)) < 2.0
     assert native.kpts0[:, 0].max() <= (X0 + W // 2) / 2 + 20  # inside the crop of image 0
     for bad in ({"zoom_below": -1}, {"zoom_below": "yes"}, {"zoom_below": True}):
         with pytest.raises(ValueError, match="zoom_below"):
             build_matcher("casmtr-4c-lite", **bad)
+    for bad_merge in ("yes", 1):
+        with pytest.raises(ValueError, match="zoom_merge"):
+            build_matcher("casmtr-4c-lite", zoom_merge=bad_merge)
     for bad_factor in (0.0, 1.0, 1.5, "half"):
         with pytest.raises(ValueError, match="zoom_factor"):
             build_matcher("casmtr-4c-lite", zoom_factor=bad_factor)
