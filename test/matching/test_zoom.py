@@ -172,3 +172,9 @@ def test_zoom_search_recovers_a_wide_kitti_pair(shared_data):
 
     assert pose_error(zoomed) < 1.0
     assert pose_error(zoomed) < pose_error(first)
+    # the default merges the first pass into the winning crop's matches: they reach beyond the crop of frame 0
+    crop_only = build_matcher("casmtr-4c-lite", zoom_merge=False).match(*imgs)
+    assert len(zoomed) == len(crop_only) + len(first)
+    w = imgs[0].shape[1]
+    assert np.ptp(crop_only.kpts0[:, 0]) <= 0.5 * w + 1  # image 0's crop: half its width
+    assert np.ptp(zoomed.kpts0[:, 0]) > 0.6 * w
