@@ -103,6 +103,9 @@ class CasMTRMatcher(Matcher):
     - ``klt_refine``: polish every match with homography-guided Lucas-Kanade on the original images and keep
       only those that pass its forward-backward check within ``klt_fb_px`` pixels (:mod:`casmtr_ros.matching.klt`);
       ``None`` = the variant's default (on for ``casmtr-4c-lite``, off for the official variants);
+    - ``klt_affine``: with the polish, refine each tracked match with an affine, gain and bias fit of its window
+      in the original image 1 and keep it when the fit correlates (:func:`~casmtr_ros.matching.klt.refine_affine`);
+      ``None`` = the variant's default (on for ``casmtr-4c-lite``);
     - ``zoom_below``: zoom search (:mod:`casmtr_ros.matching.zoom`) when the first pass returns fewer than this many
       matches per 1/8 cell of the network input (the smaller of the two images'): each image in turn is cropped to
       ``zoom_factor`` of its sides around its matches and matched again at the network's input size, and the
@@ -140,6 +143,7 @@ class CasMTRMatcher(Matcher):
         "klt_refine": None,
         "fine_refine": None,
         "klt_fb_px": 1.0,
+        "klt_affine": None,
         "zoom_below": None,
         "zoom_factor": 0.5,
         "zoom_merge": None,
@@ -177,7 +181,10 @@ class CasMTRMatcher(Matcher):
         cfg = variant_config(c["variant"], overrides)
         self.fine_window = int(cfg["fine"]["window"])
         use_klt = c["klt_refine"] if c["klt_refine"] is not None else bool(cfg.get("klt_refine", False))
-        self.klt = KltConfig(fb_px=float(c["klt_fb_px"])) if use_klt else None
+        affine = c["klt_affine"] if c["klt_affine"] is not None else cfg.get("klt_affine", False)
+        if not isinstance(affine, bool):
+            raise ValueError(f"klt_affine must be true, false or None (the variant's default), got {affine!r}")
+        self.klt = KltConfig(fb_px=float(c["klt_fb_px"]), affine=affine) if use_klt else None
         if c["fine_refine"] is not None and not isinstance(c["fine_refine"], bool):
             raise ValueError(f"fine_refine must be true, false or None (automatic), got {c['fine_refine']!r}")
         # automatic: the 1/2 refinement runs unless the polish replaces it for these weights (klt_replaces_fine)

@@ -4,9 +4,10 @@ Each entry is a config override merged onto ``casmtr.OUTDOOR_4C`` by :func:`casm
 ``model`` selects the class in ``casmtr.MODELS``; an optional ``default_weights`` names the shipped weight file
 (``casmtr_ros/weights/``) a matcher loads when it is given no weights, and an optional ``klt_refine`` is the
 matcher's default for its Lucas-Kanade polish (off when absent, so the official variants return the official
-outputs); an optional ``klt_replaces_fine`` lets the matcher skip the 1/2 refinement when the polish runs, and
-optional ``zoom_below``, ``zoom_merge`` and ``max_pixels`` are the matcher's defaults for its zoom search, for
-merging a winning crop's matches with the first pass's, and for its pixel budget (off when absent).
+outputs) and ``klt_affine`` its default for the polish's affine refinement; an optional ``klt_replaces_fine``
+lets the matcher skip the 1/2 refinement when the polish runs, and optional ``zoom_below``, ``zoom_merge`` and
+``max_pixels`` are the matcher's defaults for its zoom search, for merging a winning crop's matches with the
+first pass's, and for its pixel budget (off when absent).
 """
 
 from __future__ import annotations

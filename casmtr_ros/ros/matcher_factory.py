@@ -23,6 +23,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
     "matcher.max_keypoints": ("max_keypoints",),
     "matcher.max_matches": ("max_matches",),
     "matcher.klt_refine": ("klt_refine",),
+    "matcher.klt_affine": ("klt_affine",),
     "matcher.klt_fb_px": ("klt_fb_px",),
     "matcher.fine_refine": ("fine_refine",),
     "matcher.zoom_below": ("zoom_below",),
@@ -30,7 +31,7 @@ OPTION_NAMES: dict[str, tuple[str, ...]] = {
 }
 # auto/on/off parameters: auto leaves the choice to the matcher (None)
 AUTO_ON_OFF: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
-AUTO_ON_OFF_PARAMS = frozenset({"matcher.fine_refine", "matcher.zoom_merge"})
+AUTO_ON_OFF_PARAMS = frozenset({"matcher.fine_refine", "matcher.klt_affine", "matcher.zoom_merge"})
 # numeric parameters whose negative value means "the variant's own value" (the option is left out)
 VARIANT_VALUE_IF_NEGATIVE = frozenset({"matcher.resize_max_pixels", "matcher.nms_kernel", "matcher.zoom_below"})
 

@@ -88,6 +88,10 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     _p("matcher.fine_refine", "auto", "the 1/2 sub-pixel refinement stage (CasMTR only): auto = on unless"
        " `matcher.klt_refine` replaces it for these weights (casmtr-4c-lite), on, off", "model",
        choices=("auto", "on", "off")),
+    _p("matcher.klt_affine", "auto", "refine each match of `matcher.klt_refine` with an affine and brightness fit of"
+       " its window and keep it when the fit correlates (CasMTR only; more accurate under viewpoint change, ~10-30"
+       " ms): auto = the variant's (on for casmtr-4c-lite, off for the official), on, off", "model",
+       choices=("auto", "on", "off")),
     _p("matcher.klt_fb_px", 1.0, "forward-backward tolerance of `matcher.klt_refine` in pixels (0 = no check)",
        "model", 0.0, 20.0),
     _p("matcher.zoom_below", -1.0, "zoom search (CasMTR only): when a keyframe pair keeps fewer than this many"

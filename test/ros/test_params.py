@@ -106,15 +106,19 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
     assert "matcher.max_matches" in not_applicable and "matcher.klt_refine" in not_applicable
     assert "matcher.fine_refine" in not_applicable and "matcher.resize_max_pixels" in not_applicable
     assert "matcher.zoom_below" in not_applicable and "matcher.zoom_merge" in not_applicable
+    assert "matcher.klt_affine" in not_applicable
     lite_conf, _ = matcher_conf({**values, "matcher.name": "casmtr-4c-lite"})
     assert lite_conf["fine_refine"] is None and lite_conf["klt_refine"] is True
     for text, value in (("on", True), ("off", False)):
-        for param in ("fine_refine", "zoom_merge"):
+        for param in ("fine_refine", "klt_affine", "zoom_merge"):
             assert matcher_conf({**values, "matcher.name": "casmtr-4c-lite", f"matcher.{param}": text})[0][
                 param] is value
     assert make_matcher({**values, "matcher.name": "casmtr-4c-lite"})[0].zoom_merge is True  # auto: the variant's
     lite_off = {**values, "matcher.name": "casmtr-4c-lite", "matcher.zoom_merge": "off"}
     assert make_matcher(lite_off)[0].zoom_merge is False
+    assert make_matcher({**values, "matcher.name": "casmtr-4c-lite"})[0].klt.affine is True  # auto: the variant's
+    affine_off = {**values, "matcher.name": "casmtr-4c-lite", "matcher.klt_affine": "off"}
+    assert make_matcher(affine_off)[0].klt.affine is False
     matcher, _ = make_matcher({**values, "matcher.max_keypoints": 500})
     assert matcher.name == "sift" and matcher.conf["max_keypoints"] == 500
     assert "unknown matcher" in check_matcher_params({**values, "matcher.name": "nope"})
@@ -126,8 +130,8 @@ def test_matcher_parameters_map_onto_matcher_options() -> None:
               "matcher.nms_kernel": 0, "matcher.confidence_threshold": 0.3}
     conf, not_applicable = matcher_conf(casmtr)
     assert conf == {"device": "cpu", "resize": None, "nms_kernel": 0, "match_thr": 0.3,
-                    "max_matches": None, "klt_refine": True, "klt_fb_px": 1.0, "fine_refine": None,
-                    "zoom_merge": None}
+                    "max_matches": None, "klt_refine": True, "klt_affine": None, "klt_fb_px": 1.0,
+                    "fine_refine": None, "zoom_merge": None}
     assert matcher_conf({**casmtr, "matcher.resize_max_pixels": 307200})[0]["max_pixels"] == 307200
     assert matcher_conf({**casmtr, "matcher.resize_max_pixels": 0})[0]["max_pixels"] == 0  # no budget
     lite = {**casmtr, "matcher.name": "casmtr-4c-lite", "matcher.resize_max_side": 640}
