@@ -172,13 +172,21 @@ def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
                            for k in range(0, len(xy), rows)])
 
 
+def _inverse_2x2(M: torch.Tensor) -> torch.Tensor:
+    """Inverses of ``[N, 2, 2]`` matrices in closed form: a singular one gives inf / NaN, never an exception."""
+    a, b, c, d = M[:, 0, 0], M[:, 0, 1], M[:, 1, 0], M[:, 1, 1]
+    det = a * d - b * c
+    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]
+
+
 def refine_affine(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray,
                   linear: np.ndarray | None = None, window: int = 11, iterations: int = 10
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Refine ``kpts1 [N, 2]`` as the partners of ``kpts0 [N, 2]`` with an affine warp and a gain and bias per window.
 
     Inverse-compositional Gauss-Newton (the Hessian comes from image 0's window once), Gaussian-weighted
-    ``window`` x ``window`` windows, at most ``iterations`` steps; a point stops once its step is below 1e-3 px.
+    ``window`` x ``window`` windows, at most ``iterations`` steps; points whose step fell below 1e-3 px leave the
+    iteration whenever they are the majority of those still in it.
     ``linear [N, 2, 2]`` starts the warp's linear part (e.g. :func:`homography_jacobian` of a guiding homography;
     None = identity). Returns ``(points1 [N, 2] float32, zncc [N])``: the refined points and the normalised
     cross-correlation between image 0's window and the fitted window of image 1 (-1 where it is undefined).
@@ -217,7 +225,7 @@ def refine_affine(gray0: np.ndarray, gray1: np.ndarray, kpts0: np.ndarray, kpts1
         delta = torch.bmm(S, (warped - gw[:, None] * Tw - bw[:, None])[..., None])[..., 0]
         delta[:, :6] /= gw[:, None]  # the geometric columns scale with the gain
         # compose with the inverse of the incremental warp: A <- A (I + dA)^-1, t <- t - A (I + dA)^-1 dt
-        Aw = Aw @ torch.linalg.inv(eye + delta[:, :4].reshape(-1, 2, 2))
+        Aw = Aw @ _inverse_2x2(eye + delta[:, :4].reshape(-1, 2, 2))
         tw -= (Aw @ delta[:, 4:6, None])[..., 0]
         gw += delta[:, 6]
         bw += delta[:, 7]

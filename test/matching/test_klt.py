@@ -280,6 +280,10 @@ def test_refine_affine_fits_local_scale_and_gain(stretched):
     # a wrong partner does not correlate
     _, zncc_wrong = refine_affine(img0, img1, pts, np.roll(start, 7, axis=0))
     assert np.mean(zncc_wrong >= 0.9) < 0.1
+    # nothing to fit (a flat image 1) or a singular start: no exception, nothing correlates
+    _, zncc_flat = refine_affine(img0, np.full_like(img1, 128), pts, start)
+    _, zncc_singular = refine_affine(img0, img1, pts, start, np.zeros((len(pts), 2, 2)))
+    assert not np.any(zncc_flat >= 0.9) and not np.any(zncc_singular >= 0.9)
     empty, z = refine_affine(img0, img1, np.zeros((0, 2)), np.zeros((0, 2)))
     assert empty.shape == (0, 2) and z.shape == (0,)
     with pytest.raises(ValueError, match="points"):
