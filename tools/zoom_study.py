@@ -41,7 +41,9 @@ def main() -> None:
     def gap(pair: PosePair) -> int:
         return int(Path(pair.name1).stem) - int(Path(pair.name0).stem)
 
-    matcher = build_matcher("casmtr-4c-lite", zoom_below=0)  # single passes; the study does the search
+    # single passes (the study does the search), with the polish as it was when the study was made (no affine
+    # refinement): the figures of the model card's "Zoom search" section
+    matcher = build_matcher("casmtr-4c-lite", zoom_below=0, klt_affine=False)
     rows = []
     if a.study == "crops":
         sel = [q for q in pairs if gap(q) == 20][: a.max_pairs]
