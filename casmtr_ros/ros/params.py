@@ -89,7 +89,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
        " `matcher.klt_refine` replaces it for these weights (casmtr-4c-lite), on, off", "model",
        choices=("auto", "on", "off")),
     _p("matcher.klt_affine", "auto", "refine each match of `matcher.klt_refine` with an affine and brightness fit of"
-       " its window and keep it when the fit correlates (CasMTR only; more accurate under viewpoint change, ~10-30"
+       " its window and keep it when the fit correlates (CasMTR only; more accurate under viewpoint change, ~10-40"
        " ms): auto = the variant's (on for casmtr-4c-lite, off for the official), on, off", "model",
        choices=("auto", "on", "off")),
     _p("matcher.klt_fb_px", 1.0, "forward-backward tolerance of `matcher.klt_refine` in pixels (0 = no check)",
