@@ -46,6 +46,14 @@ def _to_numpy_image(image: Any, what: str) -> np.ndarray:
     return image
 
 
+def _variant_switch(conf: dict[str, Any], cfg: dict[str, Any], key: str) -> bool:
+    """The on/off option ``key``: ``conf[key]`` when set, else the variant's default (off when it has none)."""
+    value = conf[key] if conf[key] is not None else cfg.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true, false or None (the variant's default), got {value!r}")
+    return value
+
+
 def network_size(h: int, w: int, resize: int | None, multiple: int = 32,
                  max_pixels: int | None = None) -> tuple[int, int]:
     """``(h, w)`` of the network input for an ``h x w`` image under the resize policy: the longer side scaled to
@@ -165,8 +173,6 @@ class CasMTRMatcher(Matcher):
         if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or (mp != 0 and mp < MIN_SIDE**2)):
             raise ValueError(f"max_pixels must be 0 (no budget), >= {MIN_SIDE**2} or None (the variant's), got {mp!r}")
         self.device = self._device(c["device"])
-        if c["klt_refine"] is not None and not isinstance(c["klt_refine"], bool):
-            raise ValueError(f"klt_refine must be true, false or None (the variant's default), got {c['klt_refine']!r}")
         overrides: dict[str, Any] = {"match_cascade": {}, "match_coarse": {}}
         for key, section, field in (
             ("nms_kernel", "match_cascade", "nms_kernel"),
@@ -180,10 +186,8 @@ class CasMTRMatcher(Matcher):
             overrides["quirks"] = c["quirks"]
         cfg = variant_config(c["variant"], overrides)
         self.fine_window = int(cfg["fine"]["window"])
-        use_klt = c["klt_refine"] if c["klt_refine"] is not None else bool(cfg.get("klt_refine", False))
-        affine = c["klt_affine"] if c["klt_affine"] is not None else cfg.get("klt_affine", False)
-        if not isinstance(affine, bool):
-            raise ValueError(f"klt_affine must be true, false or None (the variant's default), got {affine!r}")
+        use_klt = _variant_switch(c, cfg, "klt_refine")
+        affine = _variant_switch(c, cfg, "klt_affine")
         self.klt = KltConfig(fb_px=float(c["klt_fb_px"]), affine=affine) if use_klt else None
         if c["fine_refine"] is not None and not isinstance(c["fine_refine"], bool):
             raise ValueError(f"fine_refine must be true, false or None (automatic), got {c['fine_refine']!r}")
@@ -195,10 +199,7 @@ class CasMTRMatcher(Matcher):
             raise ValueError(f"zoom_below must be a number >= 0 or None (the variant's default), got {zoom!r}")
         self.zoom_below = float(zoom)
         self.zoom_factor = check_factor(c["zoom_factor"])
-        merge = c["zoom_merge"] if c["zoom_merge"] is not None else cfg.get("zoom_merge", False)
-        if not isinstance(merge, bool):
-            raise ValueError(f"zoom_merge must be true, false or None (the variant's default), got {merge!r}")
-        self.zoom_merge = merge
+        self.zoom_merge = _variant_switch(c, cfg, "zoom_merge")
         budget = int(mp if mp is not None else cfg.get("max_pixels", 0))
         self.max_pixels: int | None = budget or None  # the pixel budget in force (None = none)
         self.quirks = cfg["quirks"]

@@ -52,7 +52,8 @@ CASMTR_4C_LITE: dict[str, Any] = {
     # matches it is as accurate on KITTI 06 and more accurate on v_churchill, ~0.3 s faster per 640x480 pair.
     "klt_replaces_fine": True,
     # ... and each tracked match is refined by an affine + gain/bias fit of its window and kept when the fit
-    # correlates (zncc >= 0.9): KITTI 06 pose AUC@10 95.1 -> 96.1 (docs/model_card.md, "Lucas-Kanade polish").
+    # correlates (zncc >= 0.9): KITTI 06 pose AUC@10 95.1 -> 95.9, v_churchill homography AUC@5 76.8 -> 78.4
+    # (docs/model_card.md, "Affine refinement of the polish").
     "klt_affine": True,
     # Matcher default: zoom search when the first pass keeps fewer than 0.1 matches per 1/8 cell (strong scale
     # change: KITTI 06 pairs 20 frames apart, AUC@10 69 -> 94; docs/model_card.md, "Zoom search").
